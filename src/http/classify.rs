@@ -1,0 +1,349 @@
+//! `POST /classify`.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::model::inference::Prediction;
+
+/// `top_k` when the request does not say.
+pub const DEFAULT_TOP_K: usize = 5;
+
+/// A validated classify request.
+#[derive(Debug, PartialEq)]
+pub struct ClassifyRequest {
+    pub texts: Vec<String>,
+    /// `{"text": ..}` (one result object) rather than `{"texts": [..]}` (a list).
+    pub single: bool,
+    /// `None` = all labels.
+    pub top_k: Option<usize>,
+    pub model: Option<String>,
+}
+
+const FIELDS: &str = "\"text\" or \"texts\", and optionally \"top_k\", \"model\"";
+
+/// Parses and validates a request body, with messages that say what to fix.
+pub fn parse_request(body: &[u8], max_texts: usize) -> Result<ClassifyRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_json(format!(
+            "the body is not valid JSON ({e}); send an object such as {{\"text\": \"...\"}}"
+        ))
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(ApiError::invalid(format!(
+            "the body must be a JSON object with {FIELDS}"
+        )));
+    };
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "text" | "texts" | "top_k" | "model"))
+    {
+        return Err(ApiError::invalid(format!(
+            "unknown field {unknown:?}; allowed fields are {FIELDS}"
+        )));
+    }
+    let (texts, single) = match (obj.get("text"), obj.get("texts")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "give either \"text\" or \"texts\", not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "missing \"text\" (a string) or \"texts\" (an array of strings)",
+            ));
+        }
+        (Some(t), None) => (vec![text_field(t, "text")?], true),
+        (None, Some(Value::Array(items))) => {
+            if items.is_empty() {
+                return Err(ApiError::invalid(
+                    "\"texts\" is empty; send at least one text",
+                ));
+            }
+            if items.len() > max_texts {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_texts",
+                    format!(
+                        "\"texts\" has {} items; at most {max_texts} are allowed per request",
+                        items.len()
+                    ),
+                ));
+            }
+            let texts = items
+                .iter()
+                .enumerate()
+                .map(|(i, t)| text_field(t, &format!("texts[{i}]")))
+                .collect::<Result<_, _>>()?;
+            (texts, false)
+        }
+        (None, Some(_)) => return Err(ApiError::invalid("\"texts\" must be an array of strings")),
+    };
+    Ok(ClassifyRequest {
+        texts,
+        single,
+        top_k: top_k(&obj)?,
+        model: model_field(&obj)?,
+    })
+}
+
+fn text_field(v: &Value, name: &str) -> Result<String, ApiError> {
+    match v {
+        Value::String(s) if s.trim().is_empty() => Err(ApiError::invalid(format!(
+            "{name} is empty; send some text to classify"
+        ))),
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(ApiError::invalid(format!("{name} must be a string"))),
+    }
+}
+
+fn top_k(obj: &Map<String, Value>) -> Result<Option<usize>, ApiError> {
+    match obj.get("top_k") {
+        None => Ok(Some(DEFAULT_TOP_K)),
+        Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(k) if k >= 1 => Ok(Some(k.min(usize::MAX as u64) as usize)),
+            _ => Err(ApiError::invalid(
+                "\"top_k\" must be a whole number of at least 1, or null for all labels",
+            )),
+        },
+        Some(_) => Err(ApiError::invalid(
+            "\"top_k\" must be a whole number of at least 1, or null for all labels",
+        )),
+    }
+}
+
+fn model_field(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match obj.get("model") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid(
+            "\"model\" must be a string naming a loaded model",
+        )),
+    }
+}
+
+/// One label with its score.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+/// The classification of one text.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TextResult {
+    /// The best label.
+    pub label: String,
+    pub score: f32,
+    /// The `top_k` best labels, best first.
+    pub predictions: Vec<LabelScore>,
+    /// The text had more features than the model reads; the rest was ignored.
+    pub truncated: bool,
+}
+
+/// Answer to `{"text": ..}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SingleResponse {
+    pub model: String,
+    pub model_version: u32,
+    #[serde(flatten)]
+    pub result: TextResult,
+}
+
+/// Answer to `{"texts": [..]}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchResponse {
+    pub model: String,
+    pub model_version: u32,
+    /// One result per text, in request order.
+    pub results: Vec<TextResult>,
+}
+
+fn to_result(p: &Prediction, labels: &[String], top_k: Option<usize>) -> TextResult {
+    let ranked = p.ranked();
+    let k = top_k.unwrap_or(labels.len()).min(labels.len());
+    let best = ranked[0];
+    TextResult {
+        label: labels[best].clone(),
+        score: p.scores[best],
+        predictions: ranked[..k]
+            .iter()
+            .map(|&i| LabelScore {
+                label: labels[i].clone(),
+                score: p.scores[i],
+            })
+            .collect(),
+        truncated: p.truncated,
+    }
+}
+
+fn millis(d: Duration) -> HeaderValue {
+    HeaderValue::from_str(&format!("{:.3}", d.as_secs_f64() * 1000.0))
+        .expect("a number is a valid header value. This is a bug.")
+}
+
+pub async fn classify(
+    State(state): State<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let received = Instant::now();
+    let body = body.map_err(crate::http::body_rejection)?;
+    let req = parse_request(&body, state.limits.max_texts_per_request)?;
+    let worker = state.registry.get(req.model.as_deref()).ok_or_else(|| {
+        let names: Vec<&str> = state.registry.names().collect();
+        ApiError::not_found(
+            "model_not_found",
+            format!(
+                "no model named {:?} is loaded; loaded models: {names:?}",
+                req.model.clone().unwrap_or_default()
+            ),
+        )
+    })?;
+    let deadline = received + state.limits.request_timeout;
+    let n = req.texts.len();
+    let reply = worker.classify(req.texts, deadline).await?;
+    let labels = reply.model.labels();
+    let model = reply.model.name().to_string();
+    let model_version = reply.model.version();
+    let mut headers = HeaderMap::new();
+    headers.insert("x-queue-time", millis(reply.queue_time));
+    headers.insert("x-inference-time", millis(reply.inference_time));
+    headers.insert("x-total-time", millis(received.elapsed()));
+    headers.insert("x-batch-size", HeaderValue::from(reply.batch_texts));
+    headers.insert("x-model-version", HeaderValue::from(model_version));
+    tracing::debug!(texts = n, model = %model, version = model_version, batch = reply.batch_texts, "classified");
+    let results: Vec<TextResult> = reply
+        .predictions
+        .iter()
+        .map(|p| to_result(p, labels, req.top_k))
+        .collect();
+    if req.single {
+        let result = results
+            .into_iter()
+            .next()
+            .expect("one text gives one result. This is a bug.");
+        Ok((
+            headers,
+            axum::Json(SingleResponse {
+                model,
+                model_version,
+                result,
+            }),
+        )
+            .into_response())
+    } else {
+        Ok((
+            headers,
+            axum::Json(BatchResponse {
+                model,
+                model_version,
+                results,
+            }),
+        )
+            .into_response())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn err(body: &str) -> ApiError {
+        parse_request(body.as_bytes(), 4).unwrap_err()
+    }
+
+    #[test]
+    fn parses_single_and_batch_requests() {
+        let r = parse_request(br#"{"text":"hi"}"#, 4).unwrap();
+        assert_eq!(
+            r,
+            ClassifyRequest {
+                texts: vec!["hi".into()],
+                single: true,
+                top_k: Some(5),
+                model: None
+            }
+        );
+        let r = parse_request(br#"{"texts":["a","b"],"top_k":null,"model":"m"}"#, 4).unwrap();
+        assert_eq!(
+            r,
+            ClassifyRequest {
+                texts: vec!["a".into(), "b".into()],
+                single: false,
+                top_k: None,
+                model: Some("m".into())
+            }
+        );
+        assert_eq!(
+            parse_request(br#"{"text":"x","top_k":2}"#, 4)
+                .unwrap()
+                .top_k,
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_requests_with_the_right_status_and_message() {
+        let e = err("{not json");
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "invalid_json")
+        );
+        for (body, needle) in [
+            ("[1]", "JSON object"),
+            ("{}", "missing \"text\""),
+            (r#"{"text":""}"#, "text is empty"),
+            (r#"{"text":"   "}"#, "text is empty"),
+            (r#"{"text":5}"#, "text must be a string"),
+            (r#"{"text":"a","texts":["b"]}"#, "not both"),
+            (r#"{"texts":[]}"#, "\"texts\" is empty"),
+            (r#"{"texts":"a"}"#, "array of strings"),
+            (r#"{"texts":["a",""]}"#, "texts[1] is empty"),
+            (r#"{"texts":["a",3]}"#, "texts[1] must be a string"),
+            (r#"{"text":"a","top_k":0}"#, "top_k"),
+            (r#"{"text":"a","top_k":1.5}"#, "top_k"),
+            (r#"{"text":"a","top_k":"3"}"#, "top_k"),
+            (r#"{"text":"a","model":7}"#, "\"model\" must be a string"),
+            (r#"{"txt":"a"}"#, "unknown field \"txt\""),
+        ] {
+            let e = err(body);
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert!(e.message.contains(needle), "{body}: {}", e.message);
+        }
+        let e = err(r#"{"texts":["a","b","c","d","e"]}"#);
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::PAYLOAD_TOO_LARGE, "too_many_texts")
+        );
+    }
+
+    #[test]
+    fn top_k_ranks_and_clips() {
+        let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let p = Prediction {
+            scores: vec![0.2, 0.7, 0.1],
+            truncated: false,
+            known_features: 3,
+        };
+        let r = to_result(&p, &labels, Some(2));
+        assert_eq!(r.label, "b");
+        assert_eq!(
+            r.predictions
+                .iter()
+                .map(|l| l.label.as_str())
+                .collect::<Vec<_>>(),
+            ["b", "a"]
+        );
+        assert_eq!(to_result(&p, &labels, None).predictions.len(), 3);
+        assert_eq!(to_result(&p, &labels, Some(99)).predictions.len(), 3);
+    }
+}

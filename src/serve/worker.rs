@@ -1,0 +1,312 @@
+//! One batching worker per model.
+//!
+//! Handlers hand a [`ClassifyJob`] (its texts plus a oneshot reply channel) to a bounded tokio
+//! mpsc channel. An async batcher task collects jobs until `max_batch_size` texts are waiting or
+//! `max_batch_delay` has passed since the first, then passes the batch to an OS thread that owns
+//! inference: it drops jobs whose client has gone or whose deadline has passed, tokenises and pads
+//! the rest and runs one forward pass for all of them, then answers each job. Async code only
+//! routes messages; burn never runs on the runtime's threads.
+//!
+//! Admission is counted in texts, not requests: a semaphore of `max_queued_texts` permits is taken
+//! with `try_acquire` before a job is queued (full → the caller answers 429 at once) and released
+//! when the job is answered or dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::model::LoadedModel;
+use crate::model::backend;
+use crate::model::inference::Prediction;
+use crate::text::Encoded;
+
+/// Batching settings of a worker.
+#[derive(Clone, Debug)]
+pub struct BatchConfig {
+    /// Most texts in one forward pass.
+    pub max_batch_size: usize,
+    /// Longest wait after the first job of a batch for more jobs.
+    pub max_batch_delay: Duration,
+    /// Most texts queued or in flight for this model; beyond it requests are refused (429).
+    pub max_queued_texts: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch_size: 64,
+            max_batch_delay: Duration::from_millis(2),
+            max_queued_texts: 2048,
+        }
+    }
+}
+
+/// A batch's answer to one job.
+#[derive(Debug)]
+pub struct JobReply {
+    pub predictions: Vec<Prediction>,
+    /// The model version that answered (versions can be swapped between batches).
+    pub model: Arc<LoadedModel>,
+    pub queue_time: Duration,
+    pub inference_time: Duration,
+    /// Texts in the forward pass that answered this job.
+    pub batch_texts: usize,
+}
+
+/// Why a job got no predictions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifyError {
+    #[error("the model's queue is full ({queued} of {capacity} texts waiting); retry shortly")]
+    Overloaded { queued: usize, capacity: usize },
+    #[error(
+        "a request may carry at most {capacity} texts for this model (the whole queue), got {texts}"
+    )]
+    TooLarge { texts: usize, capacity: usize },
+    #[error("the request waited longer than its deadline in the queue")]
+    DeadlineExceeded,
+    #[error("the model worker is shutting down")]
+    ShuttingDown,
+}
+
+/// A queued unit of work.
+pub struct ClassifyJob {
+    pub texts: Vec<String>,
+    pub reply: oneshot::Sender<Result<JobReply, ClassifyError>>,
+    pub enqueued_at: Instant,
+    pub deadline: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Counters the worker keeps (read by tests, `/info` and `/metrics`).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub batches: AtomicU64,
+    pub texts: AtomicU64,
+    pub jobs: AtomicU64,
+    pub max_batch_texts: AtomicU64,
+    /// Batches with more than one job.
+    pub multi_job_batches: AtomicU64,
+    /// Jobs dropped before their forward pass because the client had gone.
+    pub dropped_disconnected: AtomicU64,
+    /// Jobs answered 503 because their deadline passed while queued.
+    pub expired: AtomicU64,
+    /// Histogram of texts per forward pass: buckets ≤1, ≤2, ≤4, … ≤256, >256.
+    pub batch_size_buckets: [AtomicU64; 10],
+    pub inference_nanos: AtomicU64,
+}
+
+/// Upper bounds of [`WorkerStats::batch_size_buckets`] (the last bucket is everything above).
+pub const BATCH_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+impl WorkerStats {
+    fn record_batch(&self, jobs: usize, texts: usize, took: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(jobs as u64, Ordering::Relaxed);
+        self.texts.fetch_add(texts as u64, Ordering::Relaxed);
+        self.max_batch_texts
+            .fetch_max(texts as u64, Ordering::Relaxed);
+        if jobs > 1 {
+            self.multi_job_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        let bucket = BATCH_BUCKETS
+            .iter()
+            .position(|&b| texts as u64 <= b)
+            .unwrap_or(BATCH_BUCKETS.len());
+        self.batch_size_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.inference_nanos
+            .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Handle to a model's worker; cheap to share behind an `Arc`.
+pub struct ModelWorker {
+    tx: mpsc::Sender<ClassifyJob>,
+    permits: Arc<Semaphore>,
+    current: Arc<ArcSwap<LoadedModel>>,
+    pub stats: Arc<WorkerStats>,
+    pub config: BatchConfig,
+}
+
+impl ModelWorker {
+    /// Starts the batcher task (on the current tokio runtime) and the inference thread.
+    pub fn spawn(model: LoadedModel, config: BatchConfig) -> Self {
+        let config = BatchConfig {
+            max_batch_size: config.max_batch_size.max(1),
+            max_queued_texts: config.max_queued_texts.max(1),
+            ..config
+        };
+        let current = Arc::new(ArcSwap::from_pointee(model));
+        let stats = Arc::new(WorkerStats::default());
+        // Every queued job holds at least one permit, so the channel can never hold more jobs
+        // than there are permits: `send` never waits for room.
+        let (tx, rx) = mpsc::channel(config.max_queued_texts);
+        // One batch waits while the previous one runs: the next batch forms in the meantime.
+        let (batch_tx, batch_rx) = mpsc::channel::<Vec<ClassifyJob>>(1);
+        tokio::spawn(batch_jobs(rx, batch_tx, config.clone()));
+        let thread_current = current.clone();
+        let thread_stats = stats.clone();
+        let name = current.load().name().to_string();
+        let max_batch = config.max_batch_size;
+        std::thread::Builder::new()
+            .name(format!("infer-{name}"))
+            .spawn(move || run_inference(batch_rx, thread_current, thread_stats, max_batch))
+            .expect("spawning an inference thread");
+        ModelWorker {
+            tx,
+            permits: Arc::new(Semaphore::new(config.max_queued_texts)),
+            current,
+            stats,
+            config,
+        }
+    }
+
+    /// The version now serving.
+    pub fn current(&self) -> Arc<LoadedModel> {
+        self.current.load_full()
+    }
+
+    /// Swaps the serving version. Batches already taken finish on the old version.
+    pub fn swap(&self, model: Arc<LoadedModel>) {
+        self.current.store(model);
+    }
+
+    /// Texts queued or in flight.
+    pub fn queued_texts(&self) -> usize {
+        self.config.max_queued_texts - self.permits.available_permits()
+    }
+
+    /// Queues texts and waits for their predictions, at most until `deadline`.
+    pub async fn classify(
+        &self,
+        texts: Vec<String>,
+        deadline: Instant,
+    ) -> Result<JobReply, ClassifyError> {
+        let capacity = self.config.max_queued_texts;
+        let n = texts.len().max(1);
+        if n > capacity {
+            return Err(ClassifyError::TooLarge { texts: n, capacity });
+        }
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(n as u32)
+            .map_err(|_| ClassifyError::Overloaded {
+                queued: self.queued_texts(),
+                capacity,
+            })?;
+        let (reply, rx) = oneshot::channel();
+        let job = ClassifyJob {
+            texts,
+            reply,
+            enqueued_at: Instant::now(),
+            deadline,
+            _permit: permit,
+        };
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| ClassifyError::ShuttingDown)?;
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ClassifyError::ShuttingDown),
+            // Dropping `rx` here lets the worker see the job is abandoned and skip it.
+            Err(_) => Err(ClassifyError::DeadlineExceeded),
+        }
+    }
+}
+
+/// Collects jobs into batches of at most `max_batch_size` texts (a single larger job forms a
+/// batch of its own), waiting at most `max_batch_delay` after the first job.
+async fn batch_jobs(
+    mut rx: mpsc::Receiver<ClassifyJob>,
+    batch_tx: mpsc::Sender<Vec<ClassifyJob>>,
+    config: BatchConfig,
+) {
+    let mut carry: Option<ClassifyJob> = None;
+    loop {
+        let first = match carry.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut texts = first.texts.len();
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + config.max_batch_delay;
+        while texts < config.max_batch_size {
+            let next = match rx.try_recv() {
+                Ok(job) => Some(job),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => tokio::time::timeout_at(until, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
+            let Some(job) = next else { break };
+            if texts + job.texts.len() > config.max_batch_size {
+                carry = Some(job);
+                break;
+            }
+            texts += job.texts.len();
+            batch.push(job);
+        }
+        if batch_tx.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The inference thread: one forward pass per batch (chunked only when one job alone exceeds
+/// `max_batch_size`).
+fn run_inference(
+    mut batches: mpsc::Receiver<Vec<ClassifyJob>>,
+    current: Arc<ArcSwap<LoadedModel>>,
+    stats: Arc<WorkerStats>,
+    max_batch: usize,
+) {
+    let device = backend::device();
+    while let Some(batch) = batches.blocking_recv() {
+        let now = Instant::now();
+        let mut live = Vec::with_capacity(batch.len());
+        for job in batch {
+            if job.reply.is_closed() {
+                stats.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
+            } else if now >= job.deadline {
+                stats.expired.fetch_add(1, Ordering::Relaxed);
+                let _ = job.reply.send(Err(ClassifyError::DeadlineExceeded));
+            } else {
+                live.push(job);
+            }
+        }
+        if live.is_empty() {
+            continue;
+        }
+        let model = current.load_full();
+        let started = Instant::now();
+        let encoded: Vec<Encoded> = live
+            .iter()
+            .flat_map(|j| j.texts.iter().map(|t| model.encode(t)))
+            .collect();
+        let mut predictions = Vec::with_capacity(encoded.len());
+        for chunk in encoded.chunks(max_batch) {
+            predictions.extend(model.classify_encoded(chunk, &device));
+        }
+        let took = started.elapsed();
+        stats.record_batch(live.len(), encoded.len(), took);
+        let mut predictions = predictions.into_iter();
+        for job in live {
+            let mine: Vec<Prediction> = predictions.by_ref().take(job.texts.len()).collect();
+            let _ = job.reply.send(Ok(JobReply {
+                predictions: mine,
+                model: model.clone(),
+                queue_time: started.saturating_duration_since(job.enqueued_at),
+                inference_time: took,
+                batch_texts: encoded.len(),
+            }));
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests, in one binary so the release build links once.
+//!
+//! They read the real data sets from `../shared/data` (never copied into the repo). Under CI
+//! (`CI` set) a missing data directory fails loudly; elsewhere those tests are skipped with a note.
+
+mod common;
+mod http_api;
+mod model_artifacts;
+mod training;
