@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::model::artifact::{self, LoadedModel, Manifest, ModelParts};
+use crate::model::artifact::{self, LoadedModel, ModelParts};
 use crate::model::backend;
 use crate::text::TokenizerConfig;
 use crate::train::{self, Observer, TrainConfig, TrainEvent, metrics};
@@ -293,27 +293,13 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     )?;
     observer.bar.finish_and_clear();
 
-    let mut info = output.info;
-    info.train_data = args.train.iter().map(|p| p.display().to_string()).collect();
-    info.validation_data = validation_name;
-    info.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
-    let mut metrics_map = std::collections::BTreeMap::new();
+    let mut manifest = output.manifest(&name, args.version);
+    manifest.training.train_data = args.train.iter().map(|p| p.display().to_string()).collect();
+    manifest.training.validation_data = validation_name;
+    manifest.training.command = Some(std::env::args().collect::<Vec<_>>().join(" "));
     if let Some(v) = output.validation {
-        metrics_map.insert("validation".to_string(), v);
+        manifest.metrics.insert("validation".to_string(), v);
     }
-    let manifest = Manifest {
-        format: artifact::FORMAT.into(),
-        format_version: artifact::FORMAT_VERSION,
-        name,
-        version: args.version,
-        labels: output.labels,
-        tokenizer: output.tokenizer,
-        network: output.network.config(),
-        training: info,
-        metrics: metrics_map,
-        created_at: chrono::Utc::now(),
-        files: Default::default(),
-    };
     // Write first, then evaluate the test split through the loading path the server uses, and
     // record the score in the manifest (rewritten atomically with the same files).
     let tmp_out = args.out.with_file_name(format!(

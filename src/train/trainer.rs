@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::model::artifact::{Evaluation, LoadedModel, TrainingInfo};
+use crate::model::artifact::{self, Evaluation, LoadedModel, Manifest, TrainingInfo};
 use crate::model::backend;
 use crate::model::inference::argmax;
 use crate::model::network::{
@@ -133,6 +133,26 @@ pub struct TrainOutput {
     pub epochs: Vec<EpochMetrics>,
     /// Evaluation of the best epoch on the validation data, if any.
     pub validation: Option<Evaluation>,
+}
+
+impl TrainOutput {
+    /// A manifest describing this output as model `name` at `version` (files and metrics are
+    /// filled in when it is saved and evaluated).
+    pub fn manifest(&self, name: &str, version: u32) -> Manifest {
+        Manifest {
+            format: artifact::FORMAT.into(),
+            format_version: artifact::FORMAT_VERSION,
+            name: name.into(),
+            version,
+            labels: self.labels.clone(),
+            tokenizer: self.tokenizer.clone(),
+            network: self.network.config(),
+            training: self.info.clone(),
+            metrics: Default::default(),
+            created_at: chrono::Utc::now(),
+            files: Default::default(),
+        }
+    }
 }
 
 /// Examples already tokenised into vocabulary rows.

@@ -14,6 +14,16 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+async fn get_json(addr: std::net::SocketAddr, path: &str) -> (u16, Value) {
+    let resp = client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("every answer is JSON"))
+}
+
 async fn post(
     addr: std::net::SocketAddr,
     body: impl Into<reqwest::Body>,
@@ -191,26 +201,13 @@ async fn bad_input_gets_a_json_error_with_the_right_status() {
         assert_eq!(answer["error"]["code"], code, "{body:.60}");
         assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
     }
-    let resp = client()
-        .get(format!("http://{addr}/classify"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 405);
+    let (status, body) = get_json(addr, "/classify").await;
     assert_eq!(
-        resp.json::<Value>().await.unwrap()["error"]["code"],
-        "method_not_allowed"
+        (status, &body["error"]["code"]),
+        (405, &json!("method_not_allowed"))
     );
-    let resp = client()
-        .get(format!("http://{addr}/nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 404);
-    assert_eq!(
-        resp.json::<Value>().await.unwrap()["error"]["code"],
-        "not_found"
-    );
+    let (status, body) = get_json(addr, "/nope").await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,15 +263,8 @@ async fn a_full_queue_answers_429_at_once_never_5xx() {
 async fn health_and_info_describe_the_loaded_models() {
     let (addr, _) = start_server(BatchConfig::default(), Limits::default()).await;
     for path in ["/health", "/health/ready"] {
-        let body: Value = client()
-            .get(format!("http://{addr}{path}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(body["status"], "ok");
+        let (status, body) = get_json(addr, path).await;
+        assert_eq!((status, &body["status"]), (200, &json!("ok")));
         let names: Vec<&str> = body["models"]
             .as_array()
             .unwrap()
@@ -283,23 +273,10 @@ async fn health_and_info_describe_the_loaded_models() {
             .collect();
         assert_eq!(names, ["news-zh", "newsgroups-en"]);
     }
-    let live: Value = client()
-        .get(format!("http://{addr}/health/live"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(live["status"], "ok");
-    let info: Value = client()
-        .get(format!("http://{addr}/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, live) = get_json(addr, "/health/live").await;
+    assert_eq!((status, &live["status"]), (200, &json!("ok")));
+    let (status, info) = get_json(addr, "/info").await;
+    assert_eq!(status, 200);
     assert_eq!(info["batching"]["max_batch_size"], 64);
     assert_eq!(info["limits"]["max_texts_per_request"], 256);
     assert_eq!(info["models"][0]["labels"].as_array().unwrap().len(), 10);

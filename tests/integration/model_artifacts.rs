@@ -101,19 +101,7 @@ fn write_tiny_model(dir: &Path) -> LoadedModel {
         ..TrainConfig::default()
     };
     let out = train::train(&config, &tiny_examples(), None, None, &mut Silent).unwrap();
-    let manifest = artifact::Manifest {
-        format: artifact::FORMAT.into(),
-        format_version: artifact::FORMAT_VERSION,
-        name: "tiny".into(),
-        version: 3,
-        labels: out.labels.clone(),
-        tokenizer: out.tokenizer.clone(),
-        network: out.network.config(),
-        training: out.info.clone(),
-        metrics: Default::default(),
-        created_at: chrono::Utc::now(),
-        files: Default::default(),
-    };
+    let manifest = out.manifest("tiny", 3);
     let device = backend::device();
     let before = {
         let tokenizer = textclf::text::Tokenizer::new(out.tokenizer.clone());

@@ -11,19 +11,7 @@ use textclf::train::{self, Example, Silent, TrainConfig, TrainError, stratified_
 use crate::common::{data, read};
 
 fn save_and_load(out: train::TrainOutput, name: &str, dir: &std::path::Path) -> LoadedModel {
-    let manifest = artifact::Manifest {
-        format: artifact::FORMAT.into(),
-        format_version: artifact::FORMAT_VERSION,
-        name: name.into(),
-        version: 1,
-        labels: out.labels.clone(),
-        tokenizer: out.tokenizer.clone(),
-        network: out.network.config(),
-        training: out.info.clone(),
-        metrics: Default::default(),
-        created_at: chrono::Utc::now(),
-        files: Default::default(),
-    };
+    let manifest = out.manifest(name, 1);
     let path = dir.join(name);
     artifact::save(
         &path,
