@@ -282,3 +282,52 @@ async fn health_and_info_describe_the_loaded_models() {
     assert_eq!(info["models"][0]["labels"].as_array().unwrap().len(), 10);
     assert_eq!(info["models"][0]["max_tokens"], 256);
 }
+
+/// A batching window longer than the client's patience: the job is still queued when it goes.
+fn slow_batches() -> BatchConfig {
+    BatchConfig {
+        max_batch_delay: Duration::from_millis(400),
+        ..BatchConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_still_queued_at_its_deadline_gets_503() {
+    let limits = Limits {
+        request_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let (addr, _) = start_server(slow_batches(), limits).await;
+    let (status, headers, body) = post(addr, json!({"text": "比赛"}).to_string()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "deadline_exceeded");
+    assert_eq!(headers["retry-after"], "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_client_is_dropped_before_the_forward_pass() {
+    let (addr, state) = start_server(slow_batches(), Limits::default()).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let sent = impatient
+        .post(format!("http://{addr}/classify"))
+        .body(json!({"text": "比赛"}).to_string())
+        .send()
+        .await;
+    assert!(sent.is_err(), "the client gave up before the answer");
+    let stats = state.registry.get(None).unwrap().stats.clone();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while stats.dropped_disconnected.load(Ordering::Relaxed) == 0
+        && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stats.dropped_disconnected.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        stats.batches.load(Ordering::Relaxed),
+        0,
+        "no forward pass ran for it"
+    );
+}
