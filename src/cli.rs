@@ -34,6 +34,33 @@ pub enum Command {
     Eval(EvalArgs),
     /// Classify texts given as arguments (or one per line on stdin).
     Predict(PredictArgs),
+    /// Print (or write) the OpenAPI document generated from the HTTP routes.
+    Openapi(OpenapiArgs),
+    /// Exit 0 when the local server answers `GET /health/ready` with 200 (the container's
+    /// HEALTHCHECK: the runtime image has no curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OpenapiArgs {
+    /// Write here instead of stdout (e.g. `--out openapi.yaml` to refresh the committed copy).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// JSON instead of YAML.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HealthcheckArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The port the server listens on (the same variable `serve` reads).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Give up after this many milliseconds (connect, send and read together).
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -133,6 +160,70 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => run_train(args),
         Command::Eval(args) => run_eval(args),
         Command::Predict(args) => run_predict(args),
+        Command::Openapi(args) => run_openapi(args),
+        Command::Healthcheck(args) => healthcheck(&args),
+    }
+}
+
+fn run_openapi(args: OpenapiArgs) -> anyhow::Result<()> {
+    let doc = if args.json {
+        crate::http::openapi::json()
+    } else {
+        crate::http::openapi::yaml()
+    };
+    match args.out {
+        Some(path) => {
+            std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{doc}"),
+    }
+    Ok(())
+}
+
+/// `GET /health/ready` over a plain TCP stream (HTTP/1.0, so the server closes the connection
+/// and the whole answer is read to the end); success means status 200.
+pub fn healthcheck(args: &HealthcheckArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    use std::time::{Duration, Instant};
+
+    let deadline = Instant::now() + Duration::from_millis(args.timeout_ms.max(1));
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .context("health check timed out")
+    };
+    let addr = (args.host.as_str(), args.port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {}:{}", args.host, args.port))?
+        .next()
+        .with_context(|| format!("{}:{} resolves to no address", args.host, args.port))?;
+    let mut stream = TcpStream::connect_timeout(&addr, left()?)
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_write_timeout(Some(left()?))?;
+    write!(
+        stream,
+        "GET /health/ready HTTP/1.0\r\nHost: {}:{}\r\nConnection: close\r\n\r\n",
+        args.host, args.port
+    )?;
+    let mut response = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        stream.set_read_timeout(Some(left()?))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(e).context(format!("reading the answer from {addr}")),
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    let status_line = text.lines().next().unwrap_or("");
+    let status = status_line.split_whitespace().nth(1);
+    if status == Some("200") {
+        Ok(())
+    } else {
+        bail!("{addr}/health/ready answered {status_line:?}, not 200")
     }
 }
 

@@ -131,14 +131,14 @@ fn model_field(obj: &Map<String, Value>) -> Result<Option<String>, ApiError> {
 }
 
 /// One label with its score.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LabelScore {
     pub label: String,
     pub score: f32,
 }
 
 /// The classification of one text.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TextResult {
     /// The best label.
     pub label: String,
@@ -150,7 +150,7 @@ pub struct TextResult {
 }
 
 /// Answer to `{"text": ..}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SingleResponse {
     pub model: String,
     pub model_version: u32,
@@ -159,7 +159,7 @@ pub struct SingleResponse {
 }
 
 /// Answer to `{"texts": [..]}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BatchResponse {
     pub model: String,
     pub model_version: u32,
@@ -190,6 +190,73 @@ fn millis(d: Duration) -> HeaderValue {
         .expect("a number is a valid header value. This is a bug.")
 }
 
+/// Classify one text (`text`) or several (`texts`) with a loaded model.
+///
+/// Requests are queued per model and answered from dynamically batched forward passes.
+#[utoipa::path(
+    post,
+    path = "/classify",
+    tag = "classify",
+    operation_id = "classify",
+    request_body(
+        content = crate::http::schema::ClassifyRequest,
+        content_type = "application/json",
+        description = "`text` or `texts` (not both), optionally `top_k` and `model`. The body is \
+            read as JSON whatever its content-type; at most 1 MiB by default.",
+        examples(
+            ("one text" = (value = json!({"text": "詹姆斯砍下40分带领湖人击败勇士"}))),
+            ("several texts" = (value = json!({"texts": ["央行宣布降准0.5个百分点", "詹姆斯砍下40分带领湖人击败勇士"], "top_k": 2}))),
+            ("another model" = (value = json!({"text": "The new graphics card renders 3D scenes twice as fast with OpenGL",
+                "model": "newsgroups-en", "top_k": 3})))
+        )
+    ),
+    responses(
+        (status = 200, description = "The labels: one result object for `text`, `results` for `texts`.",
+            body = crate::http::schema::ClassifyResponse,
+            headers(
+                ("x-queue-time" = String, description = "Milliseconds the texts waited for a forward pass."),
+                ("x-inference-time" = String, description = "Milliseconds of the forward pass that answered."),
+                ("x-total-time" = String, description = "Milliseconds from receiving the body to answering."),
+                ("x-batch-size" = String, description = "Texts in the forward pass that answered (an integer)."),
+                ("x-model-version" = String, description = "Version of the model that answered (an integer)."),
+                ("x-request-id" = String, description = "The client's `x-request-id`, or a new random one.")
+            ),
+            examples(
+                ("one text" = (value = json!({"model": "news-zh", "model_version": 1, "label": "sports", "score": 0.9999747,
+                    "predictions": [{"label": "sports", "score": 0.9999747}, {"label": "game", "score": 0.0000168}],
+                    "truncated": false}))),
+                ("several texts" = (value = json!({"model": "news-zh", "model_version": 1, "results": [
+                    {"label": "finance", "score": 0.7236, "predictions": [{"label": "finance", "score": 0.7236}, {"label": "stocks", "score": 0.2044}], "truncated": false},
+                    {"label": "sports", "score": 0.99997, "predictions": [{"label": "sports", "score": 0.99997}, {"label": "game", "score": 0.0000168}], "truncated": false}]})))
+            )),
+        (status = 400, description = "`invalid_json`: the body is not JSON (`invalid_body`: it could not be read).",
+            body = crate::http::error::ErrorBody,
+            example = json!({"error": {"code": "invalid_json", "message": "the body is not valid JSON (expected value at line 1 column 1); send an object such as {\"text\": \"...\"}"}})),
+        (status = 404, description = "`model_not_found`: `model` names no loaded model.",
+            body = crate::http::error::ErrorBody,
+            example = json!({"error": {"code": "model_not_found", "message": "no model named \"xx\" is loaded; loaded models: [\"news-zh\", \"newsgroups-en\"]"}})),
+        (status = 405, description = "`method_not_allowed`: `/classify` only accepts POST.",
+            body = crate::http::error::ErrorBody,
+            example = json!({"error": {"code": "method_not_allowed", "message": "this route does not accept that method"}})),
+        (status = 413, description = "`payload_too_large`: the body is over the limit (1 MiB by default); \
+            `too_many_texts`: more `texts` than allowed (256 by default).",
+            body = crate::http::error::ErrorBody,
+            example = json!({"error": {"code": "too_many_texts", "message": "\"texts\" has 300 items; at most 256 are allowed per request"}})),
+        (status = 422, description = "`validation_error`: not an object, missing or empty text, both `text` and `texts`, \
+            wrong types, unknown fields, `top_k` not a whole number ≥ 1.",
+            body = crate::http::error::ErrorBody,
+            example = json!({"error": {"code": "validation_error", "message": "text is empty; send some text to classify"}})),
+        (status = 429, description = "`overloaded`: the model's queue is full; retry after the `Retry-After` seconds.",
+            body = crate::http::error::ErrorBody,
+            headers(("retry-after" = String, description = "Seconds to wait before retrying (an integer).")),
+            example = json!({"error": {"code": "overloaded", "message": "the model's queue is full (2048 of 2048 texts waiting); retry shortly"}})),
+        (status = 503, description = "`deadline_exceeded`: the texts were still queued at the request's deadline \
+            (10 s by default); `shutting_down`: the server is draining.",
+            body = crate::http::error::ErrorBody,
+            headers(("retry-after" = String, description = "Seconds to wait before retrying (an integer).")),
+            example = json!({"error": {"code": "deadline_exceeded", "message": "the request waited longer than its deadline in the queue"}}))
+    )
+)]
 pub async fn classify(
     State(state): State<AppState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,

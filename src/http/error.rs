@@ -15,14 +15,23 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "validation_error", "message": "text is empty; send some text to classify"}}))]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
+    /// Stable, machine-readable: `invalid_json`, `invalid_body`, `validation_error`,
+    /// `model_not_found`, `not_found`, `method_not_allowed`, `payload_too_large`,
+    /// `too_many_texts`, `overloaded`, `deadline_exceeded`, `shutting_down`, ...
+    #[schema(example = "validation_error")]
     pub code: &'a str,
+    /// For humans: what to fix.
+    #[schema(example = "text is empty; send some text to classify")]
     pub message: &'a str,
 }
 

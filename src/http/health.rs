@@ -4,21 +4,26 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::http::state::{AppState, Limits};
 use crate::model::backend;
 
-#[derive(Serialize)]
+/// A loaded model as the health routes report it.
+#[derive(Serialize, ToSchema)]
 pub struct ModelStatus {
+    #[schema(example = "news-zh")]
     pub name: String,
     pub version: u32,
     pub labels: Vec<String>,
     pub default: bool,
 }
 
-#[derive(Serialize)]
+/// Readiness with the loaded models.
+#[derive(Serialize, ToSchema)]
 pub struct Health {
     /// "ok" when ready, "unavailable" otherwise.
+    #[schema(value_type = String, pattern = "^(ok|unavailable)$", example = "ok")]
     pub status: &'static str,
     pub models: Vec<ModelStatus>,
 }
@@ -40,7 +45,42 @@ fn models(state: &AppState) -> Vec<ModelStatus> {
 }
 
 /// Readiness with details: 200 when the models are loaded and the server is not draining.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    operation_id = "health",
+    responses(
+        (status = 200, description = "Ready: every model is loaded and the server is not shutting down.",
+            body = Health, example = json!({"status": "ok", "models": [
+                {"name": "news-zh", "version": 1, "labels": ["sports", "finance"], "default": true}]})),
+        (status = 503, description = "Not ready (shutting down); the body still lists the models.",
+            body = Health, example = json!({"status": "unavailable", "models": [
+                {"name": "news-zh", "version": 1, "labels": ["sports", "finance"], "default": true}]}))
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    readiness(&state)
+}
+
+/// Readiness probe (Kubernetes `readinessProbe`, the container's `HEALTHCHECK`): the same answer
+/// as `/health`, under the conventional name.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    operation_id = "health_ready",
+    responses(
+        (status = 200, description = "Ready to classify.", body = Health),
+        (status = 503, description = "Not ready (shutting down): take this replica out of load balancing.",
+            body = Health)
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    readiness(&state)
+}
+
+fn readiness(state: &AppState) -> (StatusCode, Json<Health>) {
     let ready = state.is_ready();
     let status = if ready {
         StatusCode::OK
@@ -51,22 +91,36 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>)
         status,
         Json(Health {
             status: if ready { "ok" } else { "unavailable" },
-            models: models(&state),
+            models: models(state),
         }),
     )
 }
 
-#[derive(Serialize)]
+/// Liveness answer.
+#[derive(Serialize, ToSchema)]
 pub struct Live {
+    /// Always "ok".
+    #[schema(value_type = String, pattern = "^ok$", example = "ok")]
     pub status: &'static str,
 }
 
 /// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    operation_id = "health_live",
+    responses(
+        (status = 200, description = "The process is alive (even while shutting down).", body = Live,
+            example = json!({"status": "ok"}))
+    )
+)]
 pub async fn live() -> Json<Live> {
     Json(Live { status: "ok" })
 }
 
-#[derive(Serialize)]
+/// A loaded model as `/info` reports it.
+#[derive(Serialize, ToSchema)]
 pub struct ModelInfo {
     pub name: String,
     pub version: u32,
@@ -74,20 +128,27 @@ pub struct ModelInfo {
     pub max_tokens: usize,
     pub vocab_size: usize,
     pub default: bool,
+    /// Texts waiting in this model's queue right now.
     pub queued_texts: usize,
 }
 
-#[derive(Serialize)]
+/// Dynamic batching settings (the same for every model).
+#[derive(Serialize, ToSchema)]
 pub struct BatchingInfo {
     pub max_batch_size: usize,
     pub max_batch_delay_ms: f64,
     pub max_queued_texts: usize,
 }
 
-#[derive(Serialize)]
+/// Service version, models and limits.
+#[derive(Serialize, ToSchema)]
 pub struct Info {
+    #[schema(value_type = String, example = "textclf")]
     pub service: &'static str,
+    #[schema(value_type = String, example = "0.1.0")]
     pub version: &'static str,
+    /// The burn backend inference runs on.
+    #[schema(value_type = String, example = "ndarray")]
     pub backend: &'static str,
     pub models: Vec<ModelInfo>,
     pub limits: Limits,
@@ -95,6 +156,16 @@ pub struct Info {
 }
 
 /// Service version, models and every limit in force.
+#[utoipa::path(
+    get,
+    path = "/info",
+    tag = "health",
+    operation_id = "info",
+    responses(
+        (status = 200, description = "Version, backend, loaded models, request limits and batching settings.",
+            body = Info)
+    )
+)]
 pub async fn info(State(state): State<AppState>) -> Json<Info> {
     let mut batching = None;
     let models = state

@@ -9,11 +9,13 @@ use serde::Serialize;
 use crate::serve::ModelRegistry;
 
 /// Request limits in force (reported by `/info`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_texts_per_request: usize,
+    /// Milliseconds a classify request may wait for its answer.
     #[serde(serialize_with = "as_millis")]
+    #[schema(value_type = u64)]
     pub request_timeout: Duration,
 }
 

@@ -103,6 +103,8 @@ pub struct LoadedModel {
     pub vocab: Vocab,
     pub network: TextClassifier,
     pub dir: PathBuf,
+    /// Host copy of the embedding table for inference, made on first use (see `inference.rs`).
+    pub host_table: crate::model::inference::HostTable,
 }
 
 /// Why a model directory could not be loaded or saved. Every variant names the file.
@@ -208,6 +210,7 @@ impl LoadedModel {
             vocab,
             network: network.valid(),
             dir: dir.to_path_buf(),
+            host_table: Default::default(),
         })
     }
 

@@ -4,6 +4,8 @@
 //! (`CI` set) a missing data directory fails loudly; elsewhere those tests are skipped with a note.
 
 mod common;
+mod container;
 mod http_api;
 mod model_artifacts;
+mod openapi;
 mod training;
