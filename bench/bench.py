@@ -314,9 +314,11 @@ def criterion(backend: str, args) -> dict:
             e = json.load(f)
         return e["median"]["point_estimate"]  # nanoseconds per iteration
 
-    res = {"backend": backend, "encode_ns": est("tokenize", "encode"), "forward_ns": {}, "load": load}
+    res = {"backend": backend, "encode_ns": est("tokenize", "encode"), "forward_ns": {},
+           "burnforward_ns": {}, "load": load}
     for b in FORWARD_BATCHES:
         res["forward_ns"][b] = est("forward", str(b))
+        res["burnforward_ns"][b] = est("burnforward", str(b))
     log(f"criterion {backend}: encode {res['encode_ns'] / 1000:.1f} µs, forward {res['forward_ns']}")
     return res
 
@@ -465,8 +467,10 @@ def charts(res: dict, chart_dir: str) -> dict[str, str]:
     series = [("server, 64 conns, 1 text/req", [(r["max_batch_size"], r["texts_per_s"])
                                                 for r in res["serving"]["sweep"]], "")]
     for crit in res.get("criterion", []):
-        series.append((f"in-process forward ({crit['backend']})",
+        series.append((f"forward in-process ({crit['backend']})",
                        [(b, b / ns * 1e9) for b, ns in crit["forward_ns"].items()], "6,4"))
+        series.append((f"burn forward ({crit['backend']})",
+                       [(b, b / ns * 1e9) for b, ns in crit["burnforward_ns"].items()], "2,3"))
     p = os.path.join(chart_dir, "throughput-vs-batch-size.svg")
     svg_chart(p, "texts/s vs batch size", "batch size (server: --max-batch-size)", "texts/s (log)",
               series, sorted(set(SWEEP_BATCH_SIZES + FORWARD_BATCHES)))
@@ -590,8 +594,11 @@ def report(res: dict, md_path: str, chart_paths: dict[str, str], args) -> str:
         a("Not run (smoke run).")
     else:
         a("`encode` = tokenizer + vocabulary lookup of one headline; `forward b` = "
-          "`LoadedModel::classify_encoded` on b pre-encoded headlines (padding, tensors, forward, "
-          "scores back), the worker's inference call. Medians.")
+          "`LoadedModel::classify_encoded` on b pre-encoded headlines, the worker's inference call "
+          "(embedding mean pooled on the host, dense head + softmax in burn, scores back); "
+          "`burn forward b` = the whole network in burn including the embedding gather "
+          "(`pad_batch` + `TextClassifier::scores`), i.e. `classify_encoded` before the fix "
+          "described in [bench/FINDINGS.md](bench/FINDINGS.md). Medians.")
         a("")
         names = [b for b in ("ndarray", "flex") if b in crit]
         a("| measurement | " + " | ".join(f"{n} time | {n} texts/s" for n in names)
@@ -611,6 +618,8 @@ def report(res: dict, md_path: str, chart_paths: dict[str, str], args) -> str:
         row("encode (1 text)", lambda c: (c["encode_ns"], 1))
         for b in FORWARD_BATCHES:
             row(f"forward, batch {b}", lambda c, b=b: (c["forward_ns"][b], b))
+        for b in FORWARD_BATCHES:
+            row(f"burn forward, batch {b}", lambda c, b=b: (c["burnforward_ns"][b], b))
         a("")
         a("Load average when each criterion run started: " +
           ", ".join(f"{n} {crit[n]['load']}" for n in names) + ".")
@@ -627,9 +636,12 @@ def report(res: dict, md_path: str, chart_paths: dict[str, str], args) -> str:
         if "flex" in crit:
             fx = crit["flex"]
             a("")
-            a(f"flex vs ndarray: forward at batch 1 {nd['forward_ns'][1] / fx['forward_ns'][1]:.2f}×, "
-              f"batch 32 {nd['forward_ns'][32] / fx['forward_ns'][32]:.2f}×, batch 128 "
-              f"{nd['forward_ns'][128] / fx['forward_ns'][128]:.2f}× (>1 = flex faster). "
+            a(f"flex vs ndarray (>1 = flex faster): product forward at batch 1 "
+              f"{nd['forward_ns'][1] / fx['forward_ns'][1]:.2f}×, batch 32 "
+              f"{nd['forward_ns'][32] / fx['forward_ns'][32]:.2f}×, batch 128 "
+              f"{nd['forward_ns'][128] / fx['forward_ns'][128]:.2f}×; whole network in burn at batch 32 "
+              f"{nd['burnforward_ns'][32] / fx['burnforward_ns'][32]:.2f}×, batch 128 "
+              f"{nd['burnforward_ns'][128] / fx['burnforward_ns'][128]:.2f}×. "
               "The product keeps ndarray as its default; these are the figures a switch would rest on.")
     a("")
 
@@ -701,6 +713,7 @@ def main() -> int:
     ap.add_argument("--charts", help="chart directory (default: bench/charts; smoke: beside --out)")
     ap.add_argument("--seconds", type=float, help="wrk seconds per point (default 10; smoke 1)")
     ap.add_argument("--no-flex", action="store_true", help="skip the flex criterion run")
+    ap.add_argument("--render-only", metavar="JSON", help="re-render the report from a saved BENCHMARKS.json")
     args = ap.parse_args()
     args.seconds = args.seconds or (1 if args.smoke else 10)
     args.warmup = 1 if args.smoke else 3
@@ -718,6 +731,17 @@ def main() -> int:
         if not shutil.which(tool) and not os.path.exists(tool):
             sys.exit(f"missing {tool}: run bench/run.sh, which installs and builds what is needed")
 
+    if args.render_only:
+        with open(args.render_only) as f:
+            res = json.load(f)
+        for crit in res["criterion"]:
+            for k in ("forward_ns", "burnforward_ns"):
+                crit[k] = {int(b): v for b, v in crit[k].items()}
+        COMMANDS.extend(res.get("commands", []))
+        chart_paths = charts(res, args.charts)
+        with open(args.out, "w") as f:
+            f.write(report(res, args.out, chart_paths, args))
+        return 0
     res: dict = {"started": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
                  "machine": machine()}
     with tempfile.TemporaryDirectory(prefix="textclf-bench-") as work:
@@ -730,13 +754,14 @@ def main() -> int:
                 res["criterion"].append(criterion("flex", args))
         res["training"] = trainings(args, work)
     res["load_end"] = loadavg()
+    res["commands"] = COMMANDS
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+        json.dump(res, f, indent=1, default=str)  # first, so --render-only can recover a run
 
     chart_paths = charts(res, args.charts)
     text = report(res, args.out, chart_paths, args)
     with open(args.out, "w") as f:
         f.write(text)
-    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
-        json.dump(res, f, indent=1, default=str)
     log(f"wrote {args.out} and charts in {args.charts}")
 
     # The smoke run's assertions: every table filled with real, error-free measurements.

@@ -5,10 +5,10 @@
 //! * `forward/<batch>`: `LoadedModel::classify_encoded` on pre-encoded headlines at batch sizes
 //!   1, 8, 32, 128 — padding, tensor creation, the forward pass and reading the scores back, i.e.
 //!   exactly the worker's inference call. Throughput is reported in texts.
-//! * `hostpool/<batch>`: a what-if for the serving path, not product code: the same scores with
-//!   the embedding gather + masked mean done in plain Rust on a host copy of the table, and only
-//!   the dense head + softmax in burn. The profile shows burn-ndarray's embedding `select` (row by
-//!   row `concatenate`) taking most of the forward pass; this measures what bypassing it would buy.
+//! * `burnforward/<batch>`: the whole network in burn (`pad_batch` + `TextClassifier::scores`),
+//!   embedding gather and masked mean included: what `classify_encoded` did before it pooled on
+//!   the host (burn-ndarray's embedding `select` took ~3/4 of it; see bench/FINDINGS.md). Kept to
+//!   compare ndarray and flex on burn's own ops.
 //!
 //! Run through `bench/run.sh` (which also runs it with `--features flex` in a separate target
 //! dir), or alone: `cargo bench --bench model`. Reads `models/news-zh` and the THUCNews test split
@@ -17,12 +17,10 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use burn::tensor::activation::softmax;
-use burn::tensor::{Tensor, TensorData};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use textclf::model::LoadedModel;
 use textclf::model::backend;
-use textclf::model::network::tensor_to_vec;
+use textclf::model::network::{pad_batch, tensor_to_vec};
 use textclf::text::Encoded;
 
 const BATCHES: [usize; 4] = [1, 8, 32, 128];
@@ -78,43 +76,34 @@ fn model_bench(c: &mut Criterion) {
     }
     g.finish();
 
-    let table = model.network.embedding_table();
-    let dim = model.network.config().embed_dim;
-    let hostpool = |chunk: &[Encoded]| -> Vec<f32> {
-        let mut pooled = vec![0f32; chunk.len() * dim];
-        for (out, e) in pooled.chunks_exact_mut(dim).zip(chunk) {
-            for &row in &e.rows {
-                let r = &table[row as usize * dim..(row as usize + 1) * dim];
-                out.iter_mut().zip(r).for_each(|(o, x)| *o += x);
-            }
-            let n = e.rows.len().max(1) as f32;
-            out.iter_mut().for_each(|o| *o /= n);
-        }
-        let pooled = Tensor::<2>::from_data(TensorData::new(pooled, [chunk.len(), dim]), &device);
-        tensor_to_vec(softmax(model.network.head.forward(pooled), 1))
+    // The whole network in burn (embedding gather + masked mean included): the product's path
+    // before the host-side pooling of `classify_encoded`, kept to compare backends on it.
+    let burn_forward = |chunk: &[Encoded]| -> Vec<f32> {
+        let rows: Vec<&[u32]> = chunk.iter().map(|e| e.rows.as_slice()).collect();
+        let (ids, mask) = pad_batch(&rows, &device);
+        tensor_to_vec(model.network.scores(ids, mask))
     };
-    // The what-if must give the product's answers.
-    let reference: Vec<f32> = model
+    let product: Vec<f32> = model
         .classify_encoded(&encoded[..32], &device)
         .into_iter()
         .flat_map(|p| p.scores)
         .collect();
-    let got = hostpool(&encoded[..32]);
+    let reference = burn_forward(&encoded[..32]);
     assert!(
         reference
             .iter()
-            .zip(&got)
+            .zip(&product)
             .all(|(a, b)| (a - b).abs() < 1e-4),
-        "hostpool scores differ from classify_encoded"
+        "classify_encoded differs from the network's burn forward"
     );
-    let mut g = c.benchmark_group(format!("hostpool-{}", backend::BACKEND));
+    let mut g = c.benchmark_group(format!("burnforward-{}", backend::BACKEND));
     for batch in BATCHES {
         g.throughput(Throughput::Elements(batch as u64));
         let mut start = 0usize;
         g.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
             b.iter(|| {
                 start = (start + batch) % (encoded.len() - batch + 1);
-                black_box(hostpool(black_box(&encoded[start..start + batch])))
+                black_box(burn_forward(black_box(&encoded[start..start + batch])))
             })
         });
     }
