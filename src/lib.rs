@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod http;
+pub mod jobs;
 pub mod model;
 pub mod serve;
 pub mod server;

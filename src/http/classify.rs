@@ -265,7 +265,7 @@ pub async fn classify(
     let body = body.map_err(crate::http::body_rejection)?;
     let req = parse_request(&body, state.limits.max_texts_per_request)?;
     let worker = state.registry.get(req.model.as_deref()).ok_or_else(|| {
-        let names: Vec<&str> = state.registry.names().collect();
+        let names: Vec<String> = state.registry.names().collect();
         ApiError::not_found(
             "model_not_found",
             format!(

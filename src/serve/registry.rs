@@ -1,8 +1,13 @@
 //! The models being served, by name, each with its batching worker.
+//!
+//! The map sits behind a lock because fine-tune jobs add models at runtime (a promoted model
+//! with a new name gets a new worker) while requests read it; a lookup clones the worker's `Arc`
+//! and drops the lock at once, so no request holds it across an `await`. Swapping a version of
+//! an existing model does not touch the map at all: it goes through [`ModelWorker::swap`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::model::LoadedModel;
 use crate::model::artifact::{ArtifactError, MANIFEST_FILE};
@@ -32,8 +37,11 @@ pub enum RegistryError {
 
 /// Loaded models and their workers.
 pub struct ModelRegistry {
-    workers: BTreeMap<String, Arc<ModelWorker>>,
+    workers: RwLock<BTreeMap<String, Arc<ModelWorker>>>,
     default: String,
+    config: BatchConfig,
+    /// The runtime the workers' batcher tasks run on, so a worker can be added from any thread.
+    runtime: tokio::runtime::Handle,
 }
 
 impl ModelRegistry {
@@ -91,25 +99,58 @@ impl ModelRegistry {
             })
             .collect();
         Ok(ModelRegistry {
-            workers,
+            workers: RwLock::new(workers),
             default: default.to_string(),
+            config: config.clone(),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<ModelWorker>>> {
+        // A panic while holding the lock cannot leave the map half-updated (every write is one
+        // insert), so a poisoned lock is still consistent.
+        self.workers.read().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The worker for `name`, or the default model's with `None`.
-    pub fn get(&self, name: Option<&str>) -> Option<&Arc<ModelWorker>> {
-        self.workers.get(name.unwrap_or(&self.default))
+    pub fn get(&self, name: Option<&str>) -> Option<Arc<ModelWorker>> {
+        self.read().get(name.unwrap_or(&self.default)).cloned()
     }
 
     pub fn default_name(&self) -> &str {
         &self.default
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.workers.keys().map(|s| s.as_str())
+    /// Names of the served models, sorted.
+    pub fn names(&self) -> std::vec::IntoIter<String> {
+        self.read().keys().cloned().collect::<Vec<_>>().into_iter()
     }
 
-    pub fn workers(&self) -> impl Iterator<Item = (&str, &Arc<ModelWorker>)> {
-        self.workers.iter().map(|(k, v)| (k.as_str(), v))
+    /// A snapshot of the served models and their workers, sorted by name.
+    pub fn workers(&self) -> std::vec::IntoIter<(String, Arc<ModelWorker>)> {
+        self.read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// Serves `model`: swaps it into the worker of its name (batches already taken finish on the
+    /// old version), or starts a new worker when no model of that name is served yet. Returns the
+    /// version that served before, if any. Callable from any thread.
+    pub fn serve(&self, model: Arc<LoadedModel>) -> Option<u32> {
+        let name = model.name().to_string();
+        let mut map = self.workers.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(worker) = map.get(&name) {
+            let previous = worker.current().version();
+            worker.swap(model);
+            return Some(previous);
+        }
+        // A new worker's batcher task must start on the server's runtime, whichever thread
+        // promotes.
+        let _guard = self.runtime.enter();
+        let worker = ModelWorker::spawn_shared(model, self.config.clone());
+        map.insert(name, Arc::new(worker));
+        None
     }
 }

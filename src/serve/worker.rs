@@ -138,7 +138,12 @@ impl ModelWorker {
             max_queued_texts: config.max_queued_texts.max(1),
             ..config
         };
-        let current = Arc::new(ArcSwap::from_pointee(model));
+        let current = Arc::new(ArcSwap::new(model));
+        Self::spawn_shared(Arc::new(model), config)
+    }
+
+    /// [`ModelWorker::spawn`] for a model already behind an `Arc` (a version promoted at runtime).
+    pub fn spawn_shared(model: Arc<LoadedModel>, config: BatchConfig) -> Self {
         let stats = Arc::new(WorkerStats::default());
         // Every queued job holds at least one permit, so the channel can never hold more jobs
         // than there are permits: `send` never waits for room.

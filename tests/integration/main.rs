@@ -6,6 +6,7 @@
 mod common;
 mod container;
 mod http_api;
+mod jobs;
 mod model_artifacts;
 mod openapi;
 mod training;
