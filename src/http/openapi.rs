@@ -65,7 +65,7 @@ pub fn json() -> &'static str {
     operation_id = "openapi_yaml",
     responses(
         (status = 200, description = "The OpenAPI document (identical to the repository's `openapi.yaml`).",
-            content_type = "application/yaml", body = String)
+            content_type = "application/yaml", body = Object)
     )
 )]
 pub async fn spec_yaml() -> impl IntoResponse {
