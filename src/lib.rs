@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod serve;
 pub mod server;

@@ -50,6 +50,27 @@ pub struct ServeArgs {
     pub request_timeout_ms: u64,
     #[arg(long, env = "TEXTCLF_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
+    /// Bearer key required by training and model-management routes (`/train-job…`, `/models…`).
+    #[arg(long, env = "TEXTCLF_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Bearer key required by `/classify` (separate from `--api-key`).
+    #[arg(long, env = "TEXTCLF_CLASSIFY_API_KEY", hide_env_values = true)]
+    pub classify_api_key: Option<String>,
+    /// On SIGTERM/SIGINT, how long in-flight and queued requests may take to finish (seconds).
+    #[arg(long, env = "TEXTCLF_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
+    pub shutdown_timeout_secs: u64,
+    /// Fine-tune jobs' database, uploaded data and trained model versions.
+    #[arg(long, env = "TEXTCLF_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Fine-tune jobs that train at once; the rest wait in order.
+    #[arg(long, env = "TEXTCLF_MAX_CONCURRENT_JOBS", default_value_t = 1)]
+    pub max_concurrent_jobs: usize,
+    /// Most examples (training + validation) in one fine-tune job.
+    #[arg(long, env = "TEXTCLF_MAX_TRAIN_EXAMPLES", default_value_t = 200_000)]
+    pub max_train_examples: usize,
+    /// Largest `POST /train-job` body in bytes (its own limit, apart from --max-body-bytes).
+    #[arg(long, env = "TEXTCLF_MAX_TRAIN_BODY_BYTES", default_value_t = 64 << 20)]
+    pub max_train_body_bytes: usize,
 }
 
 impl ServeArgs {
@@ -61,11 +82,21 @@ impl ServeArgs {
         }
     }
 
+    pub fn jobs_config(&self) -> crate::jobs::JobsConfig {
+        crate::jobs::JobsConfig {
+            max_concurrent_jobs: self.max_concurrent_jobs.max(1),
+            max_train_examples: self.max_train_examples.max(1),
+            max_train_body_bytes: self.max_train_body_bytes.max(1),
+            ..crate::jobs::JobsConfig::new(&self.data_dir, &self.models_dir)
+        }
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             max_body_bytes: self.max_body_bytes,
             max_texts_per_request: self.max_texts_per_request.max(1),
             request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         }
     }
 }
@@ -86,7 +117,14 @@ fn init_logging(format: LogFormat) {
 pub fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
     let models = ModelRegistry::load_dir(&args.models_dir)?;
     let registry = ModelRegistry::start(models, &args.default_model, &args.batch_config())?;
-    Ok(AppState::new(registry, args.limits()))
+    let keys = crate::http::auth::ApiKeys {
+        admin: args.api_key.clone().filter(|k| !k.is_empty()),
+        classify: args.classify_api_key.clone().filter(|k| !k.is_empty()),
+    };
+    let state = AppState::new(registry, args.limits()).with_keys(keys);
+    let jobs = crate::jobs::JobManager::open(args.jobs_config(), state.registry.clone())
+        .with_context(|| format!("cannot open the job store in {}", args.data_dir.display()))?;
+    Ok(state.with_jobs(jobs))
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves; readiness turns false first.
@@ -96,15 +134,34 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let ready = state.ready.clone();
+    let drain = state.limits.shutdown_timeout;
     let app = http::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            ready.store(false, Ordering::SeqCst);
-            tracing::info!("shutting down: finishing in-flight requests");
-        })
-        .await
-        .context("HTTP server failed")
+    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        ready.store(false, Ordering::SeqCst);
+        tracing::info!(
+            bound_secs = drain.as_secs_f64(),
+            "shutting down: no new connections, finishing in-flight requests"
+        );
+        let _ = draining_tx.send(());
+    });
+    // Graceful shutdown waits for every open connection; the drain bound stops it waiting on a
+    // client that never finishes.
+    let bound = async move {
+        if draining_rx.await.is_ok() {
+            tokio::time::sleep(drain).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = server => served.context("HTTP server failed"),
+        _ = bound => {
+            tracing::warn!("drain bound reached with requests still open; exiting");
+            Ok(())
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -138,6 +195,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let names: Vec<String> = state.registry.workers().map(|(n, w)| format!("{n}@{}", w.current().version())).collect();
         tracing::info!(%addr, models = ?names, default = state.registry.default_name(), ms = started.elapsed().as_millis() as u64, "ready");
-        serve(listener, state, shutdown_signal()).await
+        let jobs = state.jobs.clone();
+        let served = serve(listener, state, shutdown_signal()).await;
+        if let Some(jobs) = jobs {
+            // Running jobs stop within a batch and go back to the queue for the next start.
+            tokio::task::spawn_blocking(move || jobs.shutdown(Duration::from_secs(30))).await.ok();
+        }
+        served
     })
 }

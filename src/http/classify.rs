@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::model::explain::Contribution;
 use crate::model::inference::Prediction;
 
 /// `top_k` when the request does not say.
@@ -25,9 +26,14 @@ pub struct ClassifyRequest {
     /// `None` = all labels.
     pub top_k: Option<usize>,
     pub model: Option<String>,
+    /// Return each token's contribution to the predicted label.
+    pub explain: bool,
+    /// A deadline shorter than the server's (`--request-timeout-ms`); never a longer one.
+    pub timeout_ms: Option<u64>,
 }
 
-const FIELDS: &str = "\"text\" or \"texts\", and optionally \"top_k\", \"model\"";
+const FIELDS: &str =
+    "\"text\" or \"texts\", and optionally \"top_k\", \"model\", \"explain\", \"timeout_ms\"";
 
 /// Parses and validates a request body, with messages that say what to fix.
 pub fn parse_request(body: &[u8], max_texts: usize) -> Result<ClassifyRequest, ApiError> {
@@ -41,10 +47,12 @@ pub fn parse_request(body: &[u8], max_texts: usize) -> Result<ClassifyRequest, A
             "the body must be a JSON object with {FIELDS}"
         )));
     };
-    if let Some(unknown) = obj
-        .keys()
-        .find(|k| !matches!(k.as_str(), "text" | "texts" | "top_k" | "model"))
-    {
+    if let Some(unknown) = obj.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "text" | "texts" | "top_k" | "model" | "explain" | "timeout_ms"
+        )
+    }) {
         return Err(ApiError::invalid(format!(
             "unknown field {unknown:?}; allowed fields are {FIELDS}"
         )));
@@ -91,7 +99,32 @@ pub fn parse_request(body: &[u8], max_texts: usize) -> Result<ClassifyRequest, A
         single,
         top_k: top_k(&obj)?,
         model: model_field(&obj)?,
+        explain: explain_field(&obj)?,
+        timeout_ms: timeout_field(&obj)?,
     })
+}
+
+fn explain_field(obj: &Map<String, Value>) -> Result<bool, ApiError> {
+    match obj.get("explain") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::invalid("\"explain\" must be true or false")),
+    }
+}
+
+fn timeout_field(obj: &Map<String, Value>) -> Result<Option<u64>, ApiError> {
+    match obj.get("timeout_ms") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(ms) if ms >= 1 => Ok(Some(ms)),
+            _ => Err(ApiError::invalid(
+                "\"timeout_ms\" must be a whole number of milliseconds, at least 1",
+            )),
+        },
+        Some(_) => Err(ApiError::invalid(
+            "\"timeout_ms\" must be a whole number of milliseconds, at least 1",
+        )),
+    }
 }
 
 fn text_field(v: &Value, name: &str) -> Result<String, ApiError> {
@@ -147,6 +180,34 @@ pub struct TextResult {
     pub predictions: Vec<LabelScore>,
     /// The text had more features than the model reads; the rest was ignored.
     pub truncated: bool,
+    /// With `"explain": true`: each token's contribution to `label`, largest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Vec<TokenContribution>>,
+}
+
+/// How much one token (a character, word, or pair of them) supports the predicted label: the
+/// drop in the label's score when the token alone is left out of the text (occlusion).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct TokenContribution {
+    /// The token as it appears in the request text.
+    pub token: String,
+    /// Offset of its first character in the text, counted in Unicode characters.
+    pub start: usize,
+    /// Offset just past its last character, counted in Unicode characters.
+    pub end: usize,
+    /// Score drop of the predicted label without this token (negative: it spoke against it).
+    pub contribution: f32,
+}
+
+impl From<Contribution> for TokenContribution {
+    fn from(c: Contribution) -> Self {
+        TokenContribution {
+            token: c.token,
+            start: c.start,
+            end: c.end,
+            contribution: c.contribution,
+        }
+    }
 }
 
 /// Answer to `{"text": ..}`.
@@ -182,6 +243,7 @@ fn to_result(p: &Prediction, labels: &[String], top_k: Option<usize>) -> TextRes
             })
             .collect(),
         truncated: p.truncated,
+        explanation: None,
     }
 }
 
@@ -274,9 +336,16 @@ pub async fn classify(
             ),
         )
     })?;
-    let deadline = received + state.limits.request_timeout;
+    let timeout = match req.timeout_ms {
+        Some(ms) => state.limits.request_timeout.min(Duration::from_millis(ms)),
+        None => state.limits.request_timeout,
+    };
+    let deadline = received + timeout;
     let n = req.texts.len();
-    let reply = worker.classify(req.texts, deadline).await?;
+    let reply = worker.classify_with(req.texts, deadline, req.explain).await;
+    metrics::histogram!(crate::metrics::REQUEST_TOTAL, "model" => worker.current().name().to_string())
+        .record(received.elapsed().as_secs_f64());
+    let mut reply = reply?;
     let labels = reply.model.labels();
     let model = reply.model.name().to_string();
     let model_version = reply.model.version();
@@ -287,11 +356,17 @@ pub async fn classify(
     headers.insert("x-batch-size", HeaderValue::from(reply.batch_texts));
     headers.insert("x-model-version", HeaderValue::from(model_version));
     tracing::debug!(texts = n, model = %model, version = model_version, batch = reply.batch_texts, "classified");
-    let results: Vec<TextResult> = reply
+    let explanations = reply.explanations.take().map(|e| e.into_iter());
+    let mut results: Vec<TextResult> = reply
         .predictions
         .iter()
         .map(|p| to_result(p, labels, req.top_k))
         .collect();
+    if let Some(explanations) = explanations {
+        for (r, e) in results.iter_mut().zip(explanations) {
+            r.explanation = Some(e.into_iter().map(TokenContribution::from).collect());
+        }
+    }
     if req.single {
         let result = results
             .into_iter()
@@ -337,17 +412,25 @@ mod tests {
                 texts: vec!["hi".into()],
                 single: true,
                 top_k: Some(5),
-                model: None
+                model: None,
+                explain: false,
+                timeout_ms: None,
             }
         );
-        let r = parse_request(br#"{"texts":["a","b"],"top_k":null,"model":"m"}"#, 4).unwrap();
+        let r = parse_request(
+            br#"{"texts":["a","b"],"top_k":null,"model":"m","explain":true,"timeout_ms":250}"#,
+            4,
+        )
+        .unwrap();
         assert_eq!(
             r,
             ClassifyRequest {
                 texts: vec!["a".into(), "b".into()],
                 single: false,
                 top_k: None,
-                model: Some("m".into())
+                model: Some("m".into()),
+                explain: true,
+                timeout_ms: Some(250),
             }
         );
         assert_eq!(
@@ -381,6 +464,18 @@ mod tests {
             (r#"{"text":"a","top_k":"3"}"#, "top_k"),
             (r#"{"text":"a","model":7}"#, "\"model\" must be a string"),
             (r#"{"txt":"a"}"#, "unknown field \"txt\""),
+            (
+                r#"{"text":"a","explain":"yes"}"#,
+                "\"explain\" must be true or false",
+            ),
+            (
+                r#"{"text":"a","timeout_ms":0}"#,
+                "\"timeout_ms\" must be a whole number",
+            ),
+            (
+                r#"{"text":"a","timeout_ms":-5}"#,
+                "\"timeout_ms\" must be a whole number",
+            ),
         ] {
             let e = err(body);
             assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

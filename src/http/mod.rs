@@ -18,9 +18,13 @@
 //!    (or `UPDATE_OPENAPI=1 cargo test --release openapi`). CI's schemathesis run
 //!    (`.ci/contract.sh`) then checks the live server against it.
 
+pub mod auth;
 pub mod classify;
 pub mod error;
 pub mod health;
+pub mod jobs;
+pub mod metrics;
+pub mod models;
 pub mod openapi;
 pub mod schema;
 pub mod state;
@@ -93,9 +97,16 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(health::ready))
         .routes(routes!(health::live))
         .routes(routes!(health::info))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(openapi::spec_yaml))
         .routes(routes!(openapi::spec_json))
         .routes(routes!(openapi::docs))
+        .routes(routes!(jobs::create_job, jobs::list_jobs))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::job_events))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(models::list_models))
+        .routes(routes!(models::promote))
 }
 
 /// The OpenAPI document of [`api`].
@@ -106,8 +117,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
+    crate::metrics::handle(); // install the recorder before anything records
     let (routes, _) = api().split_for_parts();
     routes
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::check))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -37,6 +37,16 @@ pub struct SingleRequest {
     #[serde(default)]
     #[schema(example = "news-zh")]
     pub model: Option<String>,
+    /// Also return each token's contribution to the predicted label (occlusion; costs one
+    /// extra forward pass per text).
+    #[serde(default)]
+    #[schema(default = false)]
+    pub explain: Option<bool>,
+    /// A deadline shorter than the server's default, in milliseconds (a longer one is ignored).
+    /// Still queued when it passes → 503 `deadline_exceeded`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 18446744073709551615_u64, example = 500)]
+    pub timeout_ms: Option<u64>,
 }
 
 /// Several texts: answered by one result per text, in order. At most 256 texts per request by
@@ -60,6 +70,16 @@ pub struct BatchRequest {
     #[serde(default)]
     #[schema(example = "news-zh")]
     pub model: Option<String>,
+    /// Also return each token's contribution to the predicted label (occlusion; costs one
+    /// extra forward pass per text).
+    #[serde(default)]
+    #[schema(default = false)]
+    pub explain: Option<bool>,
+    /// A deadline shorter than the server's default, in milliseconds (a longer one is ignored).
+    /// Still queued when it passes → 503 `deadline_exceeded`.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 18446744073709551615_u64, example = 500)]
+    pub timeout_ms: Option<u64>,
 }
 
 /// The body of `POST /classify`: `{"text": ...}` or `{"texts": [...]}`, never both.

@@ -17,6 +17,10 @@ pub struct Limits {
     #[serde(serialize_with = "as_millis")]
     #[schema(value_type = u64)]
     pub request_timeout: Duration,
+    /// Milliseconds in-flight and queued requests may take to finish after SIGTERM/SIGINT.
+    #[serde(serialize_with = "as_millis")]
+    #[schema(value_type = u64)]
+    pub shutdown_timeout: Duration,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -29,6 +33,7 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             max_texts_per_request: 256,
             request_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -40,6 +45,11 @@ pub struct AppState {
     /// False until the models are loaded and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
     pub started_at: Instant,
+    /// Fine-tune jobs and model versions (`/train-job`, `/models`); `None` when the server runs
+    /// without a data directory (the job routes then answer 503).
+    pub jobs: Option<crate::jobs::JobManager>,
+    /// API keys guarding training/model management and `/classify` (see [`crate::http::auth`]).
+    pub keys: crate::http::auth::ApiKeys,
 }
 
 impl AppState {
@@ -49,7 +59,21 @@ impl AppState {
             limits,
             ready: Arc::new(AtomicBool::new(true)),
             started_at: Instant::now(),
+            jobs: None,
+            keys: Default::default(),
         }
+    }
+
+    /// Requires API keys (see [`crate::http::auth`]).
+    pub fn with_keys(mut self, keys: crate::http::auth::ApiKeys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Turns on the job routes.
+    pub fn with_jobs(mut self, jobs: crate::jobs::JobManager) -> Self {
+        self.jobs = Some(jobs);
+        self
     }
 
     pub fn is_ready(&self) -> bool {

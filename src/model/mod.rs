@@ -2,6 +2,7 @@
 
 pub mod artifact;
 pub mod backend;
+pub mod explain;
 pub mod inference;
 pub mod network;
 

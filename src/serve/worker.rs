@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use crate::metrics as m;
 use crate::model::LoadedModel;
 use crate::model::backend;
+use crate::model::explain::Contribution;
 use crate::model::inference::Prediction;
 use crate::text::Encoded;
 
@@ -54,6 +56,8 @@ pub struct JobReply {
     pub inference_time: Duration,
     /// Texts in the forward pass that answered this job.
     pub batch_texts: usize,
+    /// Per text, the contributions of its features to its best label (when asked for).
+    pub explanations: Option<Vec<Vec<Contribution>>>,
 }
 
 /// Why a job got no predictions.
@@ -74,6 +78,8 @@ pub enum ClassifyError {
 /// A queued unit of work.
 pub struct ClassifyJob {
     pub texts: Vec<String>,
+    /// Also compute token contributions (an extra forward pass per text, after the batch).
+    pub explain: bool,
     pub reply: oneshot::Sender<Result<JobReply, ClassifyError>>,
     pub enqueued_at: Instant,
     pub deadline: Instant,
@@ -133,17 +139,17 @@ pub struct ModelWorker {
 impl ModelWorker {
     /// Starts the batcher task (on the current tokio runtime) and the inference thread.
     pub fn spawn(model: LoadedModel, config: BatchConfig) -> Self {
+        Self::spawn_shared(Arc::new(model), config)
+    }
+
+    /// [`ModelWorker::spawn`] for a model already behind an `Arc` (a version promoted at runtime).
+    pub fn spawn_shared(model: Arc<LoadedModel>, config: BatchConfig) -> Self {
         let config = BatchConfig {
             max_batch_size: config.max_batch_size.max(1),
             max_queued_texts: config.max_queued_texts.max(1),
             ..config
         };
         let current = Arc::new(ArcSwap::new(model));
-        Self::spawn_shared(Arc::new(model), config)
-    }
-
-    /// [`ModelWorker::spawn`] for a model already behind an `Arc` (a version promoted at runtime).
-    pub fn spawn_shared(model: Arc<LoadedModel>, config: BatchConfig) -> Self {
         let stats = Arc::new(WorkerStats::default());
         // Every queued job holds at least one permit, so the channel can never hold more jobs
         // than there are permits: `send` never waits for room.
@@ -189,22 +195,34 @@ impl ModelWorker {
         texts: Vec<String>,
         deadline: Instant,
     ) -> Result<JobReply, ClassifyError> {
+        self.classify_with(texts, deadline, false).await
+    }
+
+    /// [`ModelWorker::classify`], optionally with token contributions (`explain`).
+    pub async fn classify_with(
+        &self,
+        texts: Vec<String>,
+        deadline: Instant,
+        explain: bool,
+    ) -> Result<JobReply, ClassifyError> {
         let capacity = self.config.max_queued_texts;
         let n = texts.len().max(1);
+        let model = self.current.load().name().to_string();
         if n > capacity {
+            metrics::counter!(m::REJECTED, "model" => model, "reason" => "too_large").increment(1);
             return Err(ClassifyError::TooLarge { texts: n, capacity });
         }
-        let permit = self
-            .permits
-            .clone()
-            .try_acquire_many_owned(n as u32)
-            .map_err(|_| ClassifyError::Overloaded {
+        let Ok(permit) = self.permits.clone().try_acquire_many_owned(n as u32) else {
+            metrics::counter!(m::REJECTED, "model" => model, "reason" => "overloaded").increment(1);
+            return Err(ClassifyError::Overloaded {
                 queued: self.queued_texts(),
                 capacity,
-            })?;
+            });
+        };
         let (reply, rx) = oneshot::channel();
         let job = ClassifyJob {
             texts,
+            explain,
             reply,
             enqueued_at: Instant::now(),
             deadline,
@@ -275,13 +293,19 @@ fn run_inference(
 ) {
     let device = backend::device();
     while let Some(batch) = batches.blocking_recv() {
+        let model = current.load_full();
+        let name = model.name().to_string();
         let now = Instant::now();
         let mut live = Vec::with_capacity(batch.len());
         for job in batch {
             if job.reply.is_closed() {
                 stats.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(m::DROPPED, "model" => name.clone(), "reason" => "disconnected")
+                    .increment(1);
             } else if now >= job.deadline {
                 stats.expired.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(m::DROPPED, "model" => name.clone(), "reason" => "expired")
+                    .increment(1);
                 let _ = job.reply.send(Err(ClassifyError::DeadlineExceeded));
             } else {
                 live.push(job);
@@ -290,7 +314,6 @@ fn run_inference(
         if live.is_empty() {
             continue;
         }
-        let model = current.load_full();
         let started = Instant::now();
         let encoded: Vec<Encoded> = live
             .iter()
@@ -302,16 +325,45 @@ fn run_inference(
         }
         let took = started.elapsed();
         stats.record_batch(live.len(), encoded.len(), took);
+        metrics::histogram!(m::BATCH_SIZE, "model" => name.clone()).record(encoded.len() as f64);
+        metrics::histogram!(m::INFERENCE, "model" => name.clone()).record(took.as_secs_f64());
+        metrics::counter!(m::TEXTS_CLASSIFIED, "model" => name.clone())
+            .increment(encoded.len() as u64);
+        let batch_texts = encoded.len();
+        // Plain jobs are answered first; explanations (extra forward passes) come after them.
         let mut predictions = predictions.into_iter();
+        let mut encoded = encoded.into_iter();
+        let mut explain_later = Vec::new();
         for job in live {
             let mine: Vec<Prediction> = predictions.by_ref().take(job.texts.len()).collect();
-            let _ = job.reply.send(Ok(JobReply {
+            let mine_encoded: Vec<Encoded> = encoded.by_ref().take(job.texts.len()).collect();
+            let queue_time = started.saturating_duration_since(job.enqueued_at);
+            metrics::histogram!(m::QUEUE_WAIT, "model" => name.clone())
+                .record(queue_time.as_secs_f64());
+            let reply = JobReply {
                 predictions: mine,
                 model: model.clone(),
-                queue_time: started.saturating_duration_since(job.enqueued_at),
+                queue_time,
                 inference_time: took,
-                batch_texts: encoded.len(),
-            }));
+                batch_texts,
+                explanations: None,
+            };
+            if job.explain {
+                explain_later.push((job, reply, mine_encoded));
+            } else {
+                let _ = job.reply.send(Ok(reply));
+            }
+        }
+        for (job, mut reply, enc) in explain_later {
+            let explanations = job
+                .texts
+                .iter()
+                .zip(&enc)
+                .zip(&reply.predictions)
+                .map(|((text, e), p)| model.explain(text, e, p.best(), &device))
+                .collect();
+            reply.explanations = Some(explanations);
+            let _ = job.reply.send(Ok(reply));
         }
     }
 }

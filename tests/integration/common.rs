@@ -40,6 +40,28 @@ pub fn load_model(name: &str) -> LoadedModel {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Serves an already-built state on a free loopback port; `shutdown` ends it gracefully.
+pub async fn serve_state(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    (
+        addr,
+        tokio::spawn(textclf::server::serve(listener, state, shutdown)),
+    )
+}
+
+/// A state with the shipped models (no job manager).
+pub fn shipped_state(batch: BatchConfig, limits: Limits) -> AppState {
+    let models = ModelRegistry::load_dir(&models_dir()).expect("shipped models load");
+    let registry = ModelRegistry::start(models, "news-zh", &batch).expect("registry starts");
+    AppState::new(registry, limits)
+}
+
 /// Starts the real router with the shipped models on a free loopback port.
 pub async fn start_server(batch: BatchConfig, limits: Limits) -> (SocketAddr, AppState) {
     let models = ModelRegistry::load_dir(&models_dir()).expect("shipped models load");

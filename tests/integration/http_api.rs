@@ -306,19 +306,29 @@ async fn a_request_still_queued_at_its_deadline_gets_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnected_client_is_dropped_before_the_forward_pass() {
-    let (addr, state) = start_server(slow_batches(), Limits::default()).await;
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    let sent = impatient
-        .post(format!("http://{addr}/classify"))
-        .body(json!({"text": "比赛"}).to_string())
-        .send()
-        .await;
-    assert!(sent.is_err(), "the client gave up before the answer");
-    let stats = state.registry.get(None).unwrap().stats.clone();
+    use std::io::Write;
+    let batch = BatchConfig {
+        max_batch_delay: Duration::from_millis(1500),
+        ..BatchConfig::default()
+    };
+    let (addr, state) = start_server(batch, Limits::default()).await;
+    let worker = state.registry.get(None).unwrap();
+    // A raw connection: send the request, wait until the job is queued, then hang up.
+    let body = json!({"text": "比赛"}).to_string();
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "POST /classify HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).unwrap();
     let until = std::time::Instant::now() + Duration::from_secs(5);
+    while worker.queued_texts() == 0 && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(worker.queued_texts(), 1, "the job was queued");
+    drop(conn);
+    let stats = state.registry.get(None).unwrap().stats.clone();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
     while stats.dropped_disconnected.load(Ordering::Relaxed) == 0
         && std::time::Instant::now() < until
     {

@@ -9,4 +9,5 @@ mod http_api;
 mod jobs;
 mod model_artifacts;
 mod openapi;
+mod operations;
 mod training;

@@ -7,6 +7,7 @@ use textclf::cli::evaluate_model;
 use textclf::model::LoadedModel;
 use textclf::model::artifact::{self, ModelParts};
 use textclf::model::backend;
+use textclf::model::network::{pad_batch, tensor_to_vec};
 use textclf::train::{self, Example, Silent, TrainConfig};
 
 use crate::common::{data, load_model, read};
@@ -61,17 +62,49 @@ fn padding_does_not_change_a_result() {
     let long1 =
         "央行宣布下调存款准备金率0.5个百分点 释放长期资金约1万亿元 支持实体经济发展 稳定市场预期";
     let long2 = "教育部：2024年全国硕士研究生招生考试报名人数公布 考研竞争依然激烈 多所高校扩招";
-    let alone = model.classify(&[short], &device).remove(0);
-    let batch = model.classify(&[long1, short, long2], &device);
+    let encoded: Vec<_> = [long1, short, long2]
+        .iter()
+        .map(|t| model.encode(t))
+        .collect();
     assert!(
-        batch[1].known_features < batch[0].known_features,
+        encoded[1].rows.len() < encoded[0].rows.len(),
         "the short text must be padded in the batch"
     );
-    for (a, b) in alone.scores.iter().zip(&batch[1].scores) {
-        assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
+    // The burn module's forward: embedding → masked mean → dense layers, alone and padded.
+    let burn_scores = |rows: &[&[u32]]| {
+        let (ids, mask) = pad_batch(rows, &device);
+        tensor_to_vec(model.network.scores(ids, mask))
+    };
+    let classes = model.labels().len();
+    let alone = burn_scores(&[encoded[1].rows.as_slice()]);
+    let padded = burn_scores(
+        &encoded
+            .iter()
+            .map(|e| e.rows.as_slice())
+            .collect::<Vec<_>>(),
+    );
+    for (a, b) in alone.iter().zip(&padded[classes..2 * classes]) {
+        assert!((a - b).abs() <= 1e-5, "padding changed a score: {a} vs {b}");
     }
-    assert_eq!(model.labels()[alone.best()], "sports");
-    let sum: f32 = alone.scores.iter().sum();
+    // The serving path (host-side pooling, see `LoadedModel::classify_encoded`) gives the
+    // module's answer, alone and inside a batch of longer texts.
+    let served_alone = model.classify(&[short], &device).remove(0);
+    let served_batch = model.classify(&[long1, short, long2], &device);
+    for (i, a) in alone.iter().enumerate() {
+        assert!(
+            (a - served_alone.scores[i]).abs() <= 1e-5,
+            "{a} vs {}",
+            served_alone.scores[i]
+        );
+        assert!((a - served_batch[1].scores[i]).abs() <= 1e-5);
+    }
+    for (j, text_scores) in padded.chunks_exact(classes).enumerate() {
+        for (a, b) in text_scores.iter().zip(&served_batch[j].scores) {
+            assert!((a - b).abs() <= 1e-5, "text {j}: {a} vs {b}");
+        }
+    }
+    assert_eq!(model.labels()[served_alone.best()], "sports");
+    let sum: f32 = served_alone.scores.iter().sum();
     assert!((sum - 1.0).abs() < 1e-4, "softmax scores sum to {sum}");
 }
 
