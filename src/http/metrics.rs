@@ -26,6 +26,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         versions.push((name.to_string(), worker.current().version()));
     }
     m::set_serving_versions(versions);
+    if let Some(jobs) = &state.jobs {
+        // A store error only leaves the gauge at its last value; metrics must still render.
+        if let Ok(counts) = jobs.count_by_status() {
+            for (status, n) in counts {
+                metrics::gauge!(m::TRAIN_JOBS, "status" => status.as_str()).set(n as f64);
+            }
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -592,6 +592,11 @@ impl JobManager {
         }
     }
 
+    /// Jobs per status, for the `textclf_train_jobs` gauge.
+    pub fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, JobError> {
+        Ok(self.inner.store.count_by_status()?)
+    }
+
     /// Jobs running now.
     pub fn running(&self) -> usize {
         self.inner.sched().running.len()

@@ -156,8 +156,8 @@ fn run(inner: &Inner, id: &str, flags: &RunFlags) {
                 None,
                 None,
                 (
-                    "requeued",
-                    "the server shut down; the job will start over at the next start",
+                    "interrupted",
+                    "interrupted by a server shutdown; queued again to start over at the next start",
                     None,
                 ),
                 true,

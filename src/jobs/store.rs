@@ -345,6 +345,32 @@ impl Store {
         Ok(ids)
     }
 
+    /// How many jobs are in each status (every status listed, zero included).
+    pub fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        let all = [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Succeeded,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ];
+        Ok(all
+            .into_iter()
+            .map(|st| {
+                let n = rows
+                    .iter()
+                    .find(|(name, _)| name == st.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (st, n.max(0) as u64)
+            })
+            .collect())
+    }
+
     pub fn events(&self, id: &str) -> Result<Vec<JobEvent>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(

@@ -212,6 +212,27 @@ async fn an_uploaded_sms_spam_job_succeeds_and_scores_what_offline_training_scor
         ]
     );
 
+    // The `textclf_train_jobs` gauge is fed from the store's counts. (The gauge itself is
+    // process-wide and other tests' stores scrape it too, so its value is checked at the source.)
+    let counts = s.jobs().count_by_status().unwrap();
+    let count = |st: &str| counts.iter().find(|(s, _)| s.as_str() == st).unwrap().1;
+    assert_eq!(
+        (count("succeeded"), count("queued"), count("failed")),
+        (1, 0, 0)
+    );
+    let metrics = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(r#"textclf_train_jobs{status="succeeded"} "#)),
+        "{metrics}"
+    );
+
     // A new version never serves by itself.
     let (status, _) = post_json(
         &s,
@@ -527,7 +548,10 @@ async fn jobs_versions_and_serving_survive_a_restart_and_a_killed_job_is_interru
     let (_, w) = get(&s, &format!("/train-job/{waiting_id}")).await;
     assert_eq!(w["status"], "queued");
     let (_, ev) = get(&s, &format!("/train-job/{running_id}/events")).await;
-    assert!(event_types(&ev).contains(&"requeued".to_string()), "{ev}");
+    assert!(
+        event_types(&ev).contains(&"interrupted".to_string()),
+        "{ev}"
+    );
     for id in [&waiting_id, &running_id] {
         let (status, j) = post_json(&s, &format!("/train-job/{id}/cancel"), &json!({})).await;
         assert_eq!(
