@@ -43,6 +43,7 @@ LUA = os.path.join(BENCH, "wrk", "classify.lua")
 CONNECTIONS = [1, 16, 64, 256]
 BATCH_CONNECTIONS = [1, 8, 32]  # 32 × 32 texts stays within the default queue of 2048 texts
 SWEEP_BATCH_SIZES = [1, 8, 32, 64, 128]
+DELAYS_MS = [0, 0.5, 2]
 FORWARD_BATCHES = [1, 8, 32, 128]
 
 COMMANDS: list[str] = []  # every measured command, in order, for BENCHMARKS.md
@@ -240,7 +241,7 @@ class RssSampler(threading.Thread):
 def serving(args, workdir: str) -> dict:
     single, multi = write_bodies(workdir)
     secs = args.seconds
-    res: dict = {"single": [], "multi": [], "sweep": []}
+    res: dict = {"single": [], "multi": [], "sweep": [], "delay": []}
 
     # Start-up is measured on the first server, started alone on an idle process table.
     main = textclf_server("textclf", workdir)
@@ -281,6 +282,20 @@ def serving(args, workdir: str) -> dict:
                 res["sweep"].append(r)
             finally:
                 if own:
+                    s.stop()
+        # Batch delay (linger of an idle worker for a fuller batch) at 1 and 64 connections;
+        # the default, 0, is the main server above.
+        for d in DELAYS_MS:
+            s = main if d == 0 else textclf_server(f"textclf-d{d}", workdir, "--max-batch-delay-ms", str(d))
+            try:
+                if s is not main:
+                    wrk(s, 64, args.warmup, single, 1, record=False)
+                for c in (1, 64):
+                    r = wrk(s, c, secs, single, 1)
+                    r["delay_ms"] = d
+                    res["delay"].append(r)
+            finally:
+                if s is not main:
                     s.stop()
     finally:
         for s in trio:
@@ -330,7 +345,7 @@ def criterion(backend: str, args) -> dict:
 def train(name: str, extra: list[str], workdir: str) -> dict:
     out = os.path.join(workdir, f"train-{name}")
     cmd = ["/usr/bin/time", "-v", TEXTCLF, "train", *extra, "--out", out]
-    shown = show(cmd).replace(rel(DATA), "../shared/data").replace(out, "<tmp>/" + os.path.basename(out))
+    shown = show(cmd).replace(DATA, "../shared/data").replace(out, "<tmp>/" + os.path.basename(out))
     COMMANDS.append(shown)
     log(f"training {name}: {shown}")
     load = loadavg()
@@ -548,7 +563,7 @@ def report(res: dict, md_path: str, chart_paths: dict[str, str], args) -> str:
     a("## Serving: one text per request")
     a("")
     a("`POST /classify` with `{\"text\": ...}`, bodies rotated over 640 THUCNews test headlines. "
-      "textclf = default settings (batches of up to 64 texts, 2 ms batch delay); "
+      "textclf = default settings (batches of up to 64 texts, dispatched as soon as the model worker is idle); "
       "textclf-b1 = `--max-batch-size 1` (batching off); ceiling = `bench/ceiling` (axum parsing "
       "the same JSON, fixed answer of the same shape). Latencies in ms as wrk measures them.")
     a("")
@@ -588,6 +603,16 @@ def report(res: dict, md_path: str, chart_paths: dict[str, str], args) -> str:
     a(f"![throughput vs batch size]({os.path.relpath(chart_paths['throughput_batch'], os.path.dirname(md_path))})")
     a("")
 
+    a("## Batch delay: `--max-batch-delay-ms`, one text per request")
+    a("")
+    a("How long a batch waits for more requests after its first while the model worker is idle "
+      "(while it is busy, the next batch grows anyway). 0 is the default.")
+    a("")
+    a("| --max-batch-delay-ms | connections | req/s | p50 | p99 | errors | load avg |")
+    a("|---:|---:|---:|---:|---:|---:|---|")
+    for r in res["serving"].get("delay", []):
+        a(f"| {r['delay_ms']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} | {r['load']} |")
+    a("")
     a("## Model speed in-process (criterion, `benches/model.rs`, news-zh)")
     a("")
     if not crit:

@@ -33,8 +33,10 @@ pub struct ServeArgs {
     /// Most texts in one forward pass.
     #[arg(long, env = "TEXTCLF_MAX_BATCH_SIZE", default_value_t = 64)]
     pub max_batch_size: usize,
-    /// Longest wait (milliseconds, fractions allowed) after a batch's first request for more.
-    #[arg(long, env = "TEXTCLF_MAX_BATCH_DELAY_MS", default_value_t = 2.0)]
+    /// How long (milliseconds, fractions allowed) a batch waits for more requests after its first
+    /// one even though the model worker is idle. While the worker is busy, batches grow anyway;
+    /// 0 (the default) dispatches at once (BENCHMARKS.md measures the alternatives).
+    #[arg(long, env = "TEXTCLF_MAX_BATCH_DELAY_MS", default_value_t = 0.0)]
     pub max_batch_delay_ms: f64,
     /// Most texts queued per model; beyond it requests get 429.
     #[arg(long, env = "TEXTCLF_MAX_QUEUED_TEXTS", default_value_t = 2048)]

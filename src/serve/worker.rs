@@ -1,9 +1,9 @@
 //! One batching worker per model.
 //!
 //! Handlers hand a [`ClassifyJob`] (its texts plus a oneshot reply channel) to a bounded tokio
-//! mpsc channel. An async batcher task collects jobs until `max_batch_size` texts are waiting or
-//! `max_batch_delay` has passed since the first, then passes the batch to an OS thread that owns
-//! inference: it drops jobs whose client has gone or whose deadline has passed, tokenises and pads
+//! mpsc channel. An async batcher task collects jobs and passes them, as one batch of at most
+//! `max_batch_size` texts, to an OS thread that owns inference as soon as that thread is idle
+//! (see [`batch_jobs`]). The thread drops jobs whose client has gone or whose deadline has passed, tokenises and pads
 //! the rest and runs one forward pass for all of them, then answers each job. Async code only
 //! routes messages; burn never runs on the runtime's threads.
 //!
@@ -30,7 +30,8 @@ use crate::text::Encoded;
 pub struct BatchConfig {
     /// Most texts in one forward pass.
     pub max_batch_size: usize,
-    /// Longest wait after the first job of a batch for more jobs.
+    /// How long a batch may wait for more jobs after its first one while the worker is idle
+    /// (while it is busy the batch grows anyway).
     pub max_batch_delay: Duration,
     /// Most texts queued or in flight for this model; beyond it requests are refused (429).
     pub max_queued_texts: usize,
@@ -40,7 +41,7 @@ impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
             max_batch_size: 64,
-            max_batch_delay: Duration::from_millis(2),
+            max_batch_delay: Duration::ZERO,
             max_queued_texts: 2048,
         }
     }
@@ -154,9 +155,11 @@ impl ModelWorker {
         // Every queued job holds at least one permit, so the channel can never hold more jobs
         // than there are permits: `send` never waits for room.
         let (tx, rx) = mpsc::channel(config.max_queued_texts);
-        // One batch waits while the previous one runs: the next batch forms in the meantime.
-        let (batch_tx, batch_rx) = mpsc::channel::<Vec<ClassifyJob>>(1);
-        tokio::spawn(batch_jobs(rx, batch_tx, config.clone()));
+        // The inference thread holds the one `idle` permit while it runs a batch, so at most one
+        // batch is ever in flight and the next one forms in the batcher meanwhile.
+        let idle = Arc::new(Semaphore::new(1));
+        let (batch_tx, batch_rx) = mpsc::channel(1);
+        tokio::spawn(batch_jobs(rx, batch_tx, idle, config.clone()));
         let thread_current = current.clone();
         let thread_stats = stats.clone();
         let name = current.load().name().to_string();
@@ -242,10 +245,18 @@ impl ModelWorker {
 }
 
 /// Collects jobs into batches of at most `max_batch_size` texts (a single larger job forms a
-/// batch of its own), waiting at most `max_batch_delay` after the first job.
+/// batch of its own) and hands each to the inference thread as soon as that thread is idle.
+///
+/// This is the dynamic batching of Triton (and TEI's continuous batching): an idle worker takes
+/// whatever is queued at once, and while it is busy the next batch grows by itself, so batches
+/// are as large as the load makes them and a lone request never waits for a timer.
+/// `max_batch_delay` is how long the batch may linger for more jobs after its first one even
+/// though the worker is idle (Triton's `max_queue_delay_microseconds`); `bench/` measured that
+/// any linger lowers throughput on this model, so the default is 0.
 async fn batch_jobs(
     mut rx: mpsc::Receiver<ClassifyJob>,
-    batch_tx: mpsc::Sender<Vec<ClassifyJob>>,
+    batch_tx: mpsc::Sender<(Vec<ClassifyJob>, OwnedSemaphorePermit)>,
+    idle: Arc<Semaphore>,
     config: BatchConfig,
 ) {
     let mut carry: Option<ClassifyJob> = None;
@@ -259,25 +270,47 @@ async fn batch_jobs(
         };
         let mut texts = first.texts.len();
         let mut batch = vec![first];
-        let until = tokio::time::Instant::now() + config.max_batch_delay;
-        while texts < config.max_batch_size {
-            let next = match rx.try_recv() {
-                Ok(job) => Some(job),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => tokio::time::timeout_at(until, rx.recv())
-                    .await
-                    .ok()
-                    .flatten(),
-            };
-            let Some(job) = next else { break };
-            if texts + job.texts.len() > config.max_batch_size {
-                carry = Some(job);
-                break;
+        let linger_until = tokio::time::Instant::now() + config.max_batch_delay;
+        let mut open = true; // the request channel still delivers
+        let worker_idle = loop {
+            // Everything already queued joins at once.
+            while texts < config.max_batch_size && carry.is_none() && open {
+                match rx.try_recv() {
+                    Ok(job) if texts + job.texts.len() > config.max_batch_size => carry = Some(job),
+                    Ok(job) => {
+                        texts += job.texts.len();
+                        batch.push(job);
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                }
             }
-            texts += job.texts.len();
-            batch.push(job);
-        }
-        if batch_tx.send(batch).await.is_err() {
+            let full = texts >= config.max_batch_size || carry.is_some() || !open;
+            let lingering = !full && tokio::time::Instant::now() < linger_until;
+            if full {
+                match idle.clone().acquire_owned().await {
+                    Ok(permit) => break permit,
+                    Err(_) => return,
+                }
+            }
+            tokio::select! {
+                biased;
+                permit = idle.clone().acquire_owned(), if !lingering => match permit {
+                    Ok(permit) => break permit,
+                    Err(_) => return,
+                },
+                job = rx.recv() => match job {
+                    Some(job) if texts + job.texts.len() > config.max_batch_size => carry = Some(job),
+                    Some(job) => {
+                        texts += job.texts.len();
+                        batch.push(job);
+                    }
+                    None => open = false,
+                },
+                _ = tokio::time::sleep_until(linger_until), if lingering => {}
+            }
+        };
+        if batch_tx.send((batch, worker_idle)).await.is_err() {
             return;
         }
     }
@@ -286,13 +319,14 @@ async fn batch_jobs(
 /// The inference thread: one forward pass per batch (chunked only when one job alone exceeds
 /// `max_batch_size`).
 fn run_inference(
-    mut batches: mpsc::Receiver<Vec<ClassifyJob>>,
+    mut batches: mpsc::Receiver<(Vec<ClassifyJob>, OwnedSemaphorePermit)>,
     current: Arc<ArcSwap<LoadedModel>>,
     stats: Arc<WorkerStats>,
     max_batch: usize,
 ) {
     let device = backend::device();
-    while let Some(batch) = batches.blocking_recv() {
+    // `_busy` (the batcher's idle permit) is released when the batch is answered.
+    while let Some((batch, _busy)) = batches.blocking_recv() {
         let model = current.load_full();
         let name = model.name().to_string();
         let now = Instant::now();

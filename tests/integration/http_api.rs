@@ -87,7 +87,12 @@ async fn classifies_the_issue_example_and_real_headlines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_each_get_their_own_answer_and_are_batched() {
-    let (addr, state) = start_server(BatchConfig::default(), Limits::default()).await;
+    // A short linger makes sure that requests share batches even if the worker keeps up.
+    let batch = BatchConfig {
+        max_batch_delay: Duration::from_millis(5),
+        ..BatchConfig::default()
+    };
+    let (addr, state) = start_server(batch, Limits::default()).await;
     let Some(dir) = data("thucnews_titles") else {
         return;
     };

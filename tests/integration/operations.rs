@@ -315,28 +315,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+/// A real `textclf serve` process on a free port with the shipped models and `data` as its
+/// data directory, once it answers ready. Its log goes to `data/server-<port>.log`.
+async fn spawn_server(data: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
     let port = free_port();
-    let data = tempfile::tempdir().unwrap();
+    let log = data.join(format!("server-{port}.log"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_textclf"))
-        .args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--max-batch-delay-ms",
-            "1500",
-        ])
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(extra)
         .arg("--models-dir")
         .arg(crate::common::models_dir())
         .arg("--data-dir")
-        .arg(data.path())
+        .arg(data)
         .env_remove("TEXTCLF_API_KEY")
         .env_remove("TEXTCLF_CLASSIFY_API_KEY")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(data.path().join("server.log")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start textclf");
     let base = format!("http://127.0.0.1:{port}");
@@ -346,15 +340,22 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         if let Ok(r) = c.get(format!("{base}/health/ready")).send().await
             && r.status().as_u16() == 200
         {
-            break;
+            return (child, base);
         }
         if Instant::now() >= until {
             let _ = child.kill();
-            let log = std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("server never became ready; its log:\n{log}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, base) = spawn_server(data.path(), &["--max-batch-delay-ms", "1500"]).await;
+    let c = reqwest::Client::new();
     // Two requests wait ~1.5 s in the batcher; SIGTERM arrives while they are in flight.
     let inflight: Vec<_> = ["詹姆斯砍下40分带领湖人击败勇士", "央行宣布下调存款准备金率"]
         .into_iter()
@@ -391,4 +392,75 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         c.get(format!("{base}/health/live")).send().await.is_err(),
         "no new connections after exit"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_running_when_the_process_is_killed_is_failed_interrupted_at_the_next_start() {
+    let Some(dir) = crate::common::data("sms_spam") else {
+        return;
+    };
+    let mut body = Vec::new();
+    for e in crate::common::read(&dir.join("train.jsonl"))
+        .iter()
+        .take(1000)
+    {
+        serde_json::to_writer(&mut body, e).unwrap();
+        body.push(b'\n');
+    }
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, base) = spawn_server(data.path(), &[]).await;
+    let c = reqwest::Client::new();
+    let submit = |model: &str, epochs: u32| {
+        c.post(format!("{base}/train-job?model={model}&epochs={epochs}"))
+            .header("content-type", "application/x-ndjson")
+            .body(body.clone())
+    };
+    let (status, running) = send(submit("doomed", 500)).await;
+    assert_eq!(status, 202, "{running}");
+    let (status, waiting) = send(submit("after", 1)).await;
+    assert_eq!(status, 202, "{waiting}");
+    let id = running["id"].as_str().unwrap().to_string();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, job) = send(c.get(format!("{base}/train-job/{id}"))).await;
+        if job["status"] == "running" && job["progress"]["step"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < until, "the job never ran: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // kill -9: no shutdown code runs, the store still says "running".
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, base) = spawn_server(data.path(), &[]).await;
+    let (status, job) = send(c.get(format!("{base}/train-job/{id}"))).await;
+    assert_eq!(status, 200, "the accepted job survived the kill: {job}");
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "interrupted", "{job}");
+    // The job queued behind it was accepted too: it is still there and runs now.
+    let waiting_id = waiting["id"].as_str().unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, w) = send(c.get(format!("{base}/train-job/{waiting_id}"))).await;
+        if w["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            ["queued", "running"].contains(&w["status"].as_str().unwrap_or("")),
+            "{w}"
+        );
+        assert!(
+            Instant::now() < until,
+            "the waiting job never finished: {w}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The killed job left no model version; the one after it left exactly one.
+    let (_, models) = send(c.get(format!("{base}/models"))).await;
+    let text = models.to_string();
+    assert!(!text.contains("\"doomed\""), "{models}");
+    assert!(text.contains("\"after\""), "{models}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
