@@ -198,10 +198,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let names: Vec<String> = state.registry.workers().map(|(n, w)| format!("{n}@{}", w.current().version())).collect();
         tracing::info!(%addr, models = ?names, default = state.registry.default_name(), ms = started.elapsed().as_millis() as u64, "ready");
         let jobs = state.jobs.clone();
-        let served = serve(listener, state, shutdown_signal()).await;
+        let stop_jobs = jobs.clone();
+        let drain = args.limits().shutdown_timeout;
+        // Training stops the moment the signal arrives, in parallel with the HTTP drain, so the
+        // whole shutdown stays within the drain bound.
+        let signal = async move {
+            shutdown_signal().await;
+            if let Some(jobs) = &stop_jobs {
+                jobs.begin_shutdown();
+            }
+        };
+        let served = serve(listener, state, signal).await;
         if let Some(jobs) = jobs {
-            // Running jobs stop within a batch and go back to the queue for the next start.
-            tokio::task::spawn_blocking(move || jobs.shutdown(Duration::from_secs(30))).await.ok();
+            // A running job stops within one batch and records itself failed/interrupted.
+            tokio::task::spawn_blocking(move || jobs.shutdown(drain)).await.ok();
         }
         served
     })

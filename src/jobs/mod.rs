@@ -11,9 +11,10 @@
 //!   progress, epoch metrics and events to the store and stops the run within one batch when
 //!   cancelled.
 //! - **Restart.** A job found `running` at startup died with the process: it becomes `failed`
-//!   with code `interrupted`. Queued jobs are queued again in their order. On a graceful
-//!   shutdown ([`JobManager::shutdown`]) running jobs are stopped and put back in the queue, so
-//!   they start over at the next start.
+//!   with code `interrupted`. Queued jobs are queued again in their order. A graceful
+//!   shutdown ([`JobManager::begin_shutdown`]) stops running jobs within one batch and ends
+//!   them the same way, `failed`/`interrupted` with no version written: the client resubmits,
+//!   as OpenAI's fine-tuning API asks of a job that failed.
 //! - **Versions.** A succeeded job writes a new immutable version (see [`versions`]); it serves
 //!   only once promoted ([`JobManager::promote`], or `promote: true` in the job). Which version
 //!   serves is persisted and restored at startup.
@@ -269,6 +270,16 @@ fn check_hyperparameters(h: &Hyperparameters) -> Result<(), JobError> {
     Ok(())
 }
 
+/// The error of a job that was running when the server stopped, gracefully or not.
+fn interrupted_error() -> JobErrorInfo {
+    JobErrorInfo {
+        code: "interrupted".into(),
+        message:
+            "the server stopped while this job was running; no version was written, submit it again"
+                .into(),
+    }
+}
+
 impl JobManager {
     /// Opens the store under `config.data_dir`, recovers jobs left by the previous process,
     /// restores which versions serve, and starts the dispatcher. Call inside the server's tokio
@@ -290,19 +301,15 @@ impl JobManager {
             version_lock: Mutex::new(()),
         });
         for id in inner.store.ids_with_status(JobStatus::Running)? {
-            let error = JobErrorInfo {
-                code: "interrupted".into(),
-                message: "the server stopped while this job was running; submit it again".into(),
-            };
+            let error = interrupted_error();
             inner.store.transition(
                 &id,
                 JobStatus::Failed,
                 Some(&error),
                 None,
                 ("failed", &error.message, None),
-                false,
             )?;
-            tracing::warn!(job = %id, "job was running when the server stopped: marked interrupted");
+            tracing::warn!(job = %id, "job was running when the process died: marked interrupted");
         }
         let queued = inner.store.ids_with_status(JobStatus::Queued)?;
         if !queued.is_empty() {
@@ -503,7 +510,6 @@ impl JobManager {
                 None,
                 None,
                 ("cancelled", "cancelled before it started", None),
-                false,
             )?;
             drop(s);
             return self.get(id);
@@ -567,15 +573,23 @@ impl JobManager {
             .collect()
     }
 
-    /// Stops taking jobs; running jobs stop within one batch and go back to the queue (they
-    /// start over at the next start). Waits up to `wait` for them.
-    pub fn shutdown(&self, wait: Duration) {
+    /// Stops taking jobs and tells running jobs to stop (within one batch); returns at once.
+    /// A job stopped this way ends `failed` with code `interrupted` and writes no version, as
+    /// if the process had died under it; queued jobs stay queued for the next start.
+    pub fn begin_shutdown(&self) {
         let mut s = self.inner.sched();
         s.shutdown = true;
         for flags in s.running.values() {
             flags.shutdown.store(true, Ordering::SeqCst);
         }
         self.inner.wake.notify_all();
+    }
+
+    /// [`JobManager::begin_shutdown`], then waits up to `wait` for the running jobs to record
+    /// their end.
+    pub fn shutdown(&self, wait: Duration) {
+        self.begin_shutdown();
+        let mut s = self.inner.sched();
         let until = Instant::now() + wait;
         while !s.running.is_empty() {
             let left = until.saturating_duration_since(Instant::now());

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Inner, JobErrorInfo, JobStatus, Progress, ResultModel, RunFlags};
+use super::{Inner, JobErrorInfo, JobStatus, Progress, ResultModel, RunFlags, interrupted_error};
 use crate::model::LoadedModel;
 use crate::model::artifact::{Evaluation, ModelParts};
 use crate::model::backend;
@@ -36,7 +36,6 @@ pub(super) fn dispatch(inner: Arc<Inner>) {
                 None,
                 None,
                 ("started", "job started", None),
-                false,
             ) {
                 tracing::error!(job = %id, error = %e, "cannot start job");
                 continue;
@@ -66,7 +65,6 @@ pub(super) fn dispatch(inner: Arc<Inner>) {
                     Some(&error),
                     None,
                     ("failed", &error.message, None),
-                    false,
                 );
             }
             continue;
@@ -130,7 +128,6 @@ fn run(inner: &Inner, id: &str, flags: &RunFlags) {
                     &message,
                     Some(json!({"model": done.result.model, "version": done.result.version, "seconds": secs})),
                 ),
-                false,
             )
         }
         Err(Stop::Cancelled) => {
@@ -145,22 +142,19 @@ fn run(inner: &Inner, id: &str, flags: &RunFlags) {
                     "cancelled while running; no model version was written",
                     None,
                 ),
-                false,
             )
         }
         Err(Stop::Shutdown) => {
-            tracing::info!(job = %id, "stopped by shutdown; back in the queue");
+            // The same end as a process that died mid-run (see `JobManager::open`): the
+            // client resubmits; no version was written.
+            let error = interrupted_error();
+            tracing::info!(job = %id, "stopped by shutdown: failed, interrupted");
             inner.store.transition(
                 id,
-                JobStatus::Queued,
+                JobStatus::Failed,
+                Some(&error),
                 None,
-                None,
-                (
-                    "interrupted",
-                    "interrupted by a server shutdown; queued again to start over at the next start",
-                    None,
-                ),
-                true,
+                ("failed", &error.message, Some(json!({"code": error.code}))),
             )
         }
         Err(Stop::Failed(error)) => {
@@ -171,7 +165,6 @@ fn run(inner: &Inner, id: &str, flags: &RunFlags) {
                 Some(&error),
                 None,
                 ("failed", &error.message, None),
-                false,
             )
         }
     };

@@ -156,8 +156,8 @@ pub struct JobEvent {
     pub created_at: DateTime<Utc>,
     /// `info`, `warn` or `error`.
     pub level: String,
-    /// `created`, `started`, `epoch_finished`, `checkpoint_written`, `promoted`, `succeeded`,
-    /// `failed`, `cancelled`, `requeued`.
+    /// `created`, `started`, `training_started`, `epoch_finished`, `checkpoint_written`,
+    /// `promoted`, `succeeded`, `failed`, `cancelled`.
     #[serde(rename = "type")]
     pub kind: String,
     pub message: String,
@@ -417,9 +417,7 @@ impl Store {
     }
 
     /// Moves a job to `status` with an event, in one transaction. `started`/`finished` set those
-    /// timestamps; `error` and `result` fill those columns; `clear_run` forgets the progress and
-    /// epoch metrics of an interrupted run that will start over.
-    #[allow(clippy::too_many_arguments)]
+    /// timestamps; `error` and `result` fill those columns.
     pub fn transition(
         &self,
         id: &str,
@@ -427,7 +425,6 @@ impl Store {
         error: Option<&JobErrorInfo>,
         result: Option<(&ResultModel, Option<&Evaluation>)>,
         event: (&str, &str, Option<serde_json::Value>),
-        clear_run: bool,
     ) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut conn = self.conn();
@@ -436,11 +433,9 @@ impl Store {
         let finished = status.is_finished().then(|| now.to_rfc3339());
         tx.execute(
             "UPDATE jobs SET status = ?2, \
-                 started_at = CASE WHEN ?3 IS NOT NULL THEN ?3 WHEN ?7 THEN NULL ELSE started_at END, \
+                 started_at = COALESCE(?3, started_at), \
                  finished_at = COALESCE(?4, finished_at), \
-                 error_code = ?5, error_message = ?6, \
-                 progress = CASE WHEN ?7 THEN NULL ELSE progress END, \
-                 epochs = CASE WHEN ?7 THEN '[]' ELSE epochs END \
+                 error_code = ?5, error_message = ?6 \
              WHERE id = ?1",
             params![
                 id,
@@ -449,7 +444,6 @@ impl Store {
                 finished,
                 error.map(|e| e.code.as_str()),
                 error.map(|e| e.message.as_str()),
-                clear_run
             ],
         )?;
         if let Some((model, evaluation)) = result {
@@ -686,7 +680,6 @@ mod tests {
                 None,
                 None,
                 ("started", "go", None),
-                false,
             )
             .unwrap();
         let m = EpochMetrics {
@@ -711,7 +704,6 @@ mod tests {
                 Some(&err),
                 None,
                 ("failed", "x", None),
-                false,
             )
             .unwrap();
         let j = store.get("job-3").unwrap().unwrap();

@@ -105,6 +105,10 @@ impl ModelStore {
     /// Every known version of `name`, oldest first.
     pub fn versions(&self, name: &str) -> Vec<VersionInfo> {
         let mut out: BTreeMap<u32, VersionInfo> = BTreeMap::new();
+        // Names come from URLs: one that is not a model name never reaches the filesystem.
+        if !valid_model_name(name) {
+            return Vec::new();
+        }
         if let Ok(entries) = std::fs::read_dir(&self.shipped_dir) {
             for e in entries.flatten() {
                 if let Some(m) = read_manifest(&e.path())

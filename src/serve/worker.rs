@@ -332,15 +332,17 @@ fn run_inference(
         let now = Instant::now();
         let mut live = Vec::with_capacity(batch.len());
         for job in batch {
-            if job.reply.is_closed() {
-                stats.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!(m::DROPPED, "model" => name.clone(), "reason" => "disconnected")
-                    .increment(1);
-            } else if now >= job.deadline {
+            // Deadline first: at its deadline the handler stops waiting (answers 503) and drops
+            // its receiver, so an expired job also looks disconnected.
+            if now >= job.deadline {
                 stats.expired.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(m::DROPPED, "model" => name.clone(), "reason" => "expired")
                     .increment(1);
                 let _ = job.reply.send(Err(ClassifyError::DeadlineExceeded));
+            } else if job.reply.is_closed() {
+                stats.dropped_disconnected.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(m::DROPPED, "model" => name.clone(), "reason" => "disconnected")
+                    .increment(1);
             } else {
                 live.push(job);
             }

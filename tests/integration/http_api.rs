@@ -302,11 +302,24 @@ async fn a_request_still_queued_at_its_deadline_gets_503() {
         request_timeout: Duration::from_millis(100),
         ..Limits::default()
     };
-    let (addr, _) = start_server(slow_batches(), limits).await;
+    let (addr, state) = start_server(slow_batches(), limits).await;
     let (status, headers, body) = post(addr, json!({"text": "比赛"}).to_string()).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "deadline_exceeded");
     assert_eq!(headers["retry-after"], "1");
+    // The worker skips it when its batch comes up: counted as expired, no forward pass.
+    let stats = state.registry.get(None).unwrap().stats.clone();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while stats.expired.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stats.expired.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.dropped_disconnected.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        stats.batches.load(Ordering::Relaxed),
+        0,
+        "no forward pass ran for it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

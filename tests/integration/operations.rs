@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use textclf::http::Limits;
 use textclf::http::auth::ApiKeys;
+use textclf::jobs::store::{JobStatus, Store};
 use textclf::serve::BatchConfig;
 
 use crate::common::{serve_state, shipped_state, start_server};
@@ -185,7 +186,7 @@ async fn explanations_point_at_the_sports_words_of_real_headlines() {
         ),
         (
             "里皮回避卸任问题谈世界杯卫冕：只靠年轻人是不够的",
-            &["里皮", "世界杯", "世界", "界杯", "卫冕"],
+            &["里皮", "世界杯", "世界", "界杯", "卫冕", "冕"],
         ),
     ];
     let c = reqwest::Client::new();
@@ -225,10 +226,7 @@ async fn explanations_point_at_the_sports_words_of_real_headlines() {
             .map(|e| e["token"].as_str().unwrap())
             .collect();
         for t in &top {
-            assert!(
-                sports_words.iter().any(|w| t.contains(w) || w.contains(t)),
-                "{text}: top tokens {top:?}"
-            );
+            assert!(sports_words.contains(t), "{text}: top tokens {top:?}");
         }
         assert!(
             contributions[0] > 0.5,
@@ -282,28 +280,50 @@ async fn a_request_may_shorten_its_deadline_but_not_lengthen_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_false_at_once_when_shutdown_begins() {
-    let state = shipped_state(BatchConfig::default(), Limits::default());
+    use tower::ServiceExt;
+    // A request lingers ~1.5 s in the batcher, so the drain has something to wait for.
+    let batch = BatchConfig {
+        max_batch_delay: Duration::from_millis(1500),
+        ..BatchConfig::default()
+    };
+    let state = shipped_state(batch, Limits::default());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr, handle) = serve_state(state.clone(), async move {
         let _ = rx.await;
     })
     .await;
-    assert_eq!(
-        reqwest::get(format!("http://{addr}/health/ready"))
+    let ready = |state: textclf::http::AppState| async move {
+        let req = axum::http::Request::get("/health/ready")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = textclf::http::router(state).oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert!(state.is_ready());
+            .unwrap();
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+    assert_eq!(ready(state.clone()).await.0, 200);
+    let c = reqwest::Client::new();
+    let inflight = tokio::spawn(send(
+        c.post(format!("http://{addr}/classify"))
+            .body(json!({"text": "湖人击败勇士"}).to_string()),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
     tx.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Draining: the request has not been answered yet, and readiness already says 503.
+    assert!(!inflight.is_finished(), "the request is still in flight");
+    let (status, body) = ready(state.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!state.is_ready());
+    let (status, body) = inflight.await.unwrap();
+    assert_eq!(status, 200, "the in-flight request finished: {body}");
     tokio::time::timeout(Duration::from_secs(10), handle)
         .await
         .expect("server stops")
         .unwrap()
         .unwrap();
-    assert!(!state.is_ready());
 }
 
 /// A free loopback port (bound, then released for the child process).
@@ -317,6 +337,8 @@ fn free_port() -> u16 {
 
 /// A real `textclf serve` process on a free port with the shipped models and `data` as its
 /// data directory, once it answers ready. Its log goes to `data/server-<port>.log`.
+// The child is handed to the caller, which waits for it; clippy cannot see past the return.
+#[allow(clippy::zombie_processes)]
 async fn spawn_server(data: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
     let port = free_port();
     let log = data.join(format!("server-{port}.log"));
@@ -344,6 +366,7 @@ async fn spawn_server(data: &std::path::Path, extra: &[&str]) -> (std::process::
         }
         if Instant::now() >= until {
             let _ = child.kill();
+            let _ = child.wait();
             let log = std::fs::read_to_string(&log).unwrap_or_default();
             panic!("server never became ready; its log:\n{log}");
         }
@@ -351,11 +374,50 @@ async fn spawn_server(data: &std::path::Path, extra: &[&str]) -> (std::process::
     }
 }
 
+/// `n` sms_spam training rows as a JSONL upload body.
+fn spam_upload(n: usize) -> Option<Vec<u8>> {
+    let dir = crate::common::data("sms_spam")?;
+    let mut body = Vec::new();
+    for e in crate::common::read(&dir.join("train.jsonl")).iter().take(n) {
+        serde_json::to_writer(&mut body, e).unwrap();
+        body.push(b'\n');
+    }
+    Some(body)
+}
+
+/// Waits until job `id` is running and has taken a training step.
+async fn wait_training(c: &reqwest::Client, base: &str, id: &str) {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, job) = send(c.get(format!("{base}/train-job/{id}"))).await;
+        if job["status"] == "running" && job["progress"]["step"].as_u64().unwrap_or(0) > 0 {
+            return;
+        }
+        assert!(Instant::now() < until, "the job never ran: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+async fn sigterm_drains_in_flight_requests_stops_training_and_exits_zero() {
+    let Some(upload) = spam_upload(1000) else {
+        return;
+    };
     let data = tempfile::tempdir().unwrap();
     let (mut child, base) = spawn_server(data.path(), &["--max-batch-delay-ms", "1500"]).await;
     let c = reqwest::Client::new();
+    // A fine-tune job that would train for minutes is running when the signal comes.
+    let (status, job) = send(
+        c.post(format!(
+            "{base}/train-job?model=long&epochs=500&validation_split=0"
+        ))
+        .header("content-type", "application/x-ndjson")
+        .body(upload),
+    )
+    .await;
+    assert_eq!(status, 202, "{job}");
+    let job_id = job["id"].as_str().unwrap().to_string();
+    wait_training(&c, &base, &job_id).await;
     // Two requests wait ~1.5 s in the batcher; SIGTERM arrives while they are in flight.
     let inflight: Vec<_> = ["詹姆斯砍下40分带领湖人击败勇士", "央行宣布下调存款准备金率"]
         .into_iter()
@@ -367,6 +429,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = Instant::now();
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -387,48 +450,50 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         assert!(Instant::now() < until, "process did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
+    let took = signalled.elapsed();
     assert_eq!(status.code(), Some(0), "exit status {status:?}");
+    // Within the drain bound (10 s by default), training included.
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
     assert!(
         c.get(format!("{base}/health/live")).send().await.is_err(),
         "no new connections after exit"
+    );
+    // The training job recorded its end before the process exited: failed, interrupted.
+    let store = Store::open(&data.path().join("jobs.sqlite3")).unwrap();
+    let job = store
+        .get(&job_id)
+        .unwrap()
+        .expect("the accepted job is kept");
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.map(|e| e.code).as_deref(), Some("interrupted"));
+    assert!(job.result.is_none(), "no version was written");
+    assert!(
+        !data.path().join("models/long/1").exists(),
+        "no version directory"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_running_when_the_process_is_killed_is_failed_interrupted_at_the_next_start() {
-    let Some(dir) = crate::common::data("sms_spam") else {
+    let Some(body) = spam_upload(1000) else {
         return;
     };
-    let mut body = Vec::new();
-    for e in crate::common::read(&dir.join("train.jsonl"))
-        .iter()
-        .take(1000)
-    {
-        serde_json::to_writer(&mut body, e).unwrap();
-        body.push(b'\n');
-    }
     let data = tempfile::tempdir().unwrap();
     let (mut child, base) = spawn_server(data.path(), &[]).await;
     let c = reqwest::Client::new();
     let submit = |model: &str, epochs: u32| {
-        c.post(format!("{base}/train-job?model={model}&epochs={epochs}"))
-            .header("content-type", "application/x-ndjson")
-            .body(body.clone())
+        c.post(format!(
+            "{base}/train-job?model={model}&epochs={epochs}&validation_split=0"
+        ))
+        .header("content-type", "application/x-ndjson")
+        .body(body.clone())
     };
     let (status, running) = send(submit("doomed", 500)).await;
     assert_eq!(status, 202, "{running}");
     let (status, waiting) = send(submit("after", 1)).await;
     assert_eq!(status, 202, "{waiting}");
     let id = running["id"].as_str().unwrap().to_string();
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, job) = send(c.get(format!("{base}/train-job/{id}"))).await;
-        if job["status"] == "running" && job["progress"]["step"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(Instant::now() < until, "the job never ran: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_training(&c, &base, &id).await;
     // kill -9: no shutdown code runs, the store still says "running".
     child.kill().unwrap();
     child.wait().unwrap();
