@@ -195,7 +195,8 @@ pub struct TokenContribution {
     pub start: usize,
     /// Offset just past its last character, counted in Unicode characters.
     pub end: usize,
-    /// Score drop of the predicted label without this token (negative: it spoke against it).
+    /// Drop in the predicted label's log-odds when this token alone is left out (negative: it
+    /// spoke against the label).
     pub contribution: f32,
 }
 

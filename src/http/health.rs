@@ -140,6 +140,17 @@ pub struct BatchingInfo {
     pub max_queued_texts: usize,
 }
 
+/// Fine-tune job limits (`/train-job`).
+#[derive(Serialize, ToSchema)]
+pub struct JobsInfo {
+    /// Jobs that train at once; the rest wait in order.
+    pub max_concurrent_jobs: usize,
+    /// Most examples (training + validation) in one job.
+    pub max_train_examples: usize,
+    /// Largest `POST /train-job` body in bytes.
+    pub max_train_body_bytes: usize,
+}
+
 /// Service version, models and limits.
 #[derive(Serialize, ToSchema)]
 pub struct Info {
@@ -153,6 +164,9 @@ pub struct Info {
     pub models: Vec<ModelInfo>,
     pub limits: Limits,
     pub batching: BatchingInfo,
+    /// Absent when the server runs without a job system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<JobsInfo>,
 }
 
 /// Service version, models and every limit in force.
@@ -162,7 +176,7 @@ pub struct Info {
     tag = "health",
     operation_id = "info",
     responses(
-        (status = 200, description = "Version, backend, loaded models, request limits and batching settings.",
+        (status = 200, description = "Version, backend, loaded models, request limits, batching settings and fine-tune job limits.",
             body = Info)
     )
 )]
@@ -196,5 +210,13 @@ pub async fn info(State(state): State<AppState>) -> Json<Info> {
         models,
         limits: state.limits.clone(),
         batching: batching.expect("a registry always holds at least one model. This is a bug."),
+        jobs: state.jobs.as_ref().map(|j| {
+            let c = j.config();
+            JobsInfo {
+                max_concurrent_jobs: c.max_concurrent_jobs,
+                max_train_examples: c.max_train_examples,
+                max_train_body_bytes: c.max_train_body_bytes,
+            }
+        }),
     })
 }
