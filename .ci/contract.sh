@@ -54,7 +54,7 @@ SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=.ci \
   st run openapi.yaml --url "$BASE" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection \
     --phases examples,coverage,fuzzing \
-    --max-examples "$EXAMPLES" --seed "$SEED" --workers 2 \
+    --max-examples "$EXAMPLES" --seed "$SEED" --workers 1 \
     --request-timeout 30 --no-color \
     --report junit --report-dir "$WORK/report" 2>&1 | tee "$WORK/st.out" || status=$?
 if [ "$status" != 0 ]; then
