@@ -164,10 +164,17 @@ impl ModelWorker {
         let thread_stats = stats.clone();
         let name = current.load().name().to_string();
         let max_batch = config.max_batch_size;
-        std::thread::Builder::new()
-            .name(format!("infer-{name}"))
-            .spawn(move || run_inference(batch_rx, thread_current, thread_stats, max_batch))
-            .expect("spawning an inference thread");
+        // burn-ndarray spreads some ops over rayon. From a plain thread each such op is handed to
+        // rayon's global pool and waited for, and the idle pool workers spin in sched_yield: under
+        // load that was ~11% of the 2 cores (perf, bench/FINDINGS.md). The inference thread is
+        // therefore a one-thread rayon pool of its own: burn's parallel ops run inline on it and
+        // nothing spins. Training keeps the global pool.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(move |_| format!("infer-{name}"))
+            .build()
+            .expect("starting an inference thread");
+        pool.spawn(move || run_inference(batch_rx, thread_current, thread_stats, max_batch));
         ModelWorker {
             tx,
             permits: Arc::new(Semaphore::new(config.max_queued_texts)),
