@@ -3,9 +3,11 @@
 //! Handlers hand a [`ClassifyJob`] (its texts plus a oneshot reply channel) to a bounded tokio
 //! mpsc channel. An async batcher task collects jobs and passes them, as one batch of at most
 //! `max_batch_size` texts, to an OS thread that owns inference as soon as that thread is idle
-//! (see [`batch_jobs`]). The thread drops jobs whose client has gone or whose deadline has passed, tokenises and pads
-//! the rest and runs one forward pass for all of them, then answers each job. Async code only
-//! routes messages; burn never runs on the runtime's threads.
+//! (see [`batch_jobs`]). The thread drops jobs whose client has gone or whose deadline has
+//! passed, tokenises and pads the rest and runs one forward pass for all of them, then answers
+//! each job; jobs that asked for explanations go on to an explanation thread of the same model,
+//! so they never hold up the next batch. Async code only routes messages; burn never runs on
+//! the runtime's threads.
 //!
 //! Admission is counted in texts, not requests: a semaphore of `max_queued_texts` permits is taken
 //! with `try_acquire` before a job is queued (full → the caller answers 429 at once) and released
@@ -100,6 +102,8 @@ pub struct WorkerStats {
     pub dropped_disconnected: AtomicU64,
     /// Jobs answered 503 because their deadline passed while queued.
     pub expired: AtomicU64,
+    /// Jobs whose explanations are being computed right now (on the explanation thread).
+    pub explaining: AtomicU64,
     /// Histogram of texts per forward pass: buckets ≤1, ≤2, ≤4, … ≤256, >256.
     pub batch_size_buckets: [AtomicU64; 10],
     pub inference_nanos: AtomicU64,
@@ -169,12 +173,28 @@ impl ModelWorker {
         // load that was ~11% of the 2 cores (perf, bench/FINDINGS.md). The inference thread is
         // therefore a one-thread rayon pool of its own: burn's parallel ops run inline on it and
         // nothing spins. Training keeps the global pool.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .thread_name(move |_| format!("infer-{name}"))
-            .build()
-            .expect("starting an inference thread");
-        pool.spawn(move || run_inference(batch_rx, thread_current, thread_stats, max_batch));
+        let one_thread = |role: &'static str| {
+            let name = name.clone();
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .thread_name(move |_| format!("{role}-{name}"))
+                .build()
+                .expect("starting a model thread")
+        };
+        // Explanations (one extra forward pass per token) run on a thread of their own, so a
+        // request with `explain` never holds up the plain batches behind it.
+        let (explain_tx, explain_rx) = std::sync::mpsc::channel();
+        let explain_stats = stats.clone();
+        one_thread("explain").spawn(move || run_explanations(explain_rx, explain_stats));
+        one_thread("infer").spawn(move || {
+            run_inference(
+                batch_rx,
+                thread_current,
+                thread_stats,
+                max_batch,
+                explain_tx,
+            )
+        });
         ModelWorker {
             tx,
             permits: Arc::new(Semaphore::new(config.max_queued_texts)),
@@ -330,6 +350,7 @@ fn run_inference(
     current: Arc<ArcSwap<LoadedModel>>,
     stats: Arc<WorkerStats>,
     max_batch: usize,
+    explain: std::sync::mpsc::Sender<ExplainWork>,
 ) {
     let device = backend::device();
     // `_busy` (the batcher's idle permit) is released when the batch is answered.
@@ -373,10 +394,9 @@ fn run_inference(
         metrics::counter!(m::TEXTS_CLASSIFIED, "model" => name.clone())
             .increment(encoded.len() as u64);
         let batch_texts = encoded.len();
-        // Plain jobs are answered first; explanations (extra forward passes) come after them.
+        // Jobs that asked for explanations go to the explanation thread with their predictions.
         let mut predictions = predictions.into_iter();
         let mut encoded = encoded.into_iter();
-        let mut explain_later = Vec::new();
         for job in live {
             let mine: Vec<Prediction> = predictions.by_ref().take(job.texts.len()).collect();
             let mine_encoded: Vec<Encoded> = encoded.by_ref().take(job.texts.len()).collect();
@@ -392,21 +412,43 @@ fn run_inference(
                 explanations: None,
             };
             if job.explain {
-                explain_later.push((job, reply, mine_encoded));
+                // The explanation thread lives as long as this one; if it is gone, answer
+                // without explanations rather than not at all.
+                if let Err(std::sync::mpsc::SendError((job, reply, _))) =
+                    explain.send((job, reply, mine_encoded))
+                {
+                    let _ = job.reply.send(Ok(reply));
+                }
             } else {
                 let _ = job.reply.send(Ok(reply));
             }
         }
-        for (job, mut reply, enc) in explain_later {
-            let explanations = job
-                .texts
-                .iter()
-                .zip(&enc)
-                .zip(&reply.predictions)
-                .map(|((text, e), p)| model.explain(text, e, p.best(), &device))
-                .collect();
-            reply.explanations = Some(explanations);
-            let _ = job.reply.send(Ok(reply));
+    }
+}
+
+/// A job that asked for explanations, its batch's answer, and its encoded texts.
+type ExplainWork = (ClassifyJob, JobReply, Vec<Encoded>);
+
+/// The explanation thread: computes token contributions for jobs whose predictions are known,
+/// on the model version that predicted them, and answers them. A job whose client has gone or
+/// whose deadline has passed is dropped (its handler has already answered 503).
+fn run_explanations(jobs: std::sync::mpsc::Receiver<ExplainWork>, stats: Arc<WorkerStats>) {
+    let device = backend::device();
+    while let Ok((job, mut reply, encoded)) = jobs.recv() {
+        if job.reply.is_closed() || Instant::now() >= job.deadline {
+            continue;
         }
+        stats.explaining.fetch_add(1, Ordering::SeqCst);
+        let model = reply.model.clone();
+        let explanations = job
+            .texts
+            .iter()
+            .zip(&encoded)
+            .zip(&reply.predictions)
+            .map(|((text, e), p)| model.explain(text, e, p.best(), &device))
+            .collect();
+        reply.explanations = Some(explanations);
+        stats.explaining.fetch_sub(1, Ordering::SeqCst);
+        let _ = job.reply.send(Ok(reply));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -241,6 +242,54 @@ async fn explanations_point_at_the_sports_words_of_real_headlines() {
     )
     .await;
     assert!(body.get("explanation").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explanations_do_not_hold_up_plain_requests() {
+    let (addr, state) = start_server(BatchConfig::default(), Limits::default()).await;
+    let stats = state.registry.get(None).unwrap().stats.clone();
+    let c = reqwest::Client::new();
+    // 256 texts of four real headlines each, with explanations: one extra forward row per
+    // feature (~150 per text), about a second of work or more.
+    let dir = crate::common::data("thucnews_titles").expect("THUCNews titles");
+    let headlines: Vec<String> = crate::common::read(&dir.join("test.jsonl"))
+        .into_iter()
+        .take(1024)
+        .map(|e| e.text)
+        .collect();
+    let texts: Vec<String> = headlines.chunks(4).map(|c| c.join("，")).collect();
+    let heavy = tokio::spawn(send(
+        c.post(format!("http://{addr}/classify"))
+            .body(json!({"texts": texts, "explain": true, "top_k": 1}).to_string()),
+    ));
+    let until = Instant::now() + Duration::from_secs(30);
+    while stats.explaining.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < until, "the explanations never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // While they are computed, a plain request gets its forward pass and its answer.
+    let batches = stats.batches.load(Ordering::SeqCst);
+    let (status, body) = send(
+        c.post(format!("http://{addr}/classify"))
+            .body(json!({"text": "詹姆斯砍下40分带领湖人击败勇士"}).to_string()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["label"].as_str()),
+        (200, Some("sports")),
+        "{body}"
+    );
+    assert_eq!(stats.batches.load(Ordering::SeqCst), batches + 1);
+    assert_eq!(
+        stats.explaining.load(Ordering::SeqCst),
+        1,
+        "the plain request was answered while the explanations were still being computed"
+    );
+    let (status, body) = heavy.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 256);
+    assert!(results.iter().all(|r| r["explanation"].is_array()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
