@@ -353,7 +353,7 @@ pub struct JobList {
     params(ListParams),
     responses(
         (status = 200, description = "A page of jobs, newest first.", body = JobList),
-        (status = 422, description = "A bad status or limit.", body = ErrorBody),
+        (status = 422, description = "A bad status or limit, or an `after` that names no job.", body = ErrorBody),
         (status = 503, description = "Jobs are disabled.", body = ErrorBody)
     )
 )]

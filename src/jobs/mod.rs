@@ -241,9 +241,18 @@ fn check_examples(examples: &[Example], field: &str) -> Result<(), JobError> {
         if e.label.trim().is_empty() {
             return Err(JobError::Invalid(format!("{field}[{i}].label is empty")));
         }
+        let chars = e.label.trim().chars().count();
+        if chars > MAX_LABEL_CHARS {
+            return Err(JobError::Invalid(format!(
+                "{field}[{i}].label has {chars} characters; a label may have at most {MAX_LABEL_CHARS}"
+            )));
+        }
     }
     Ok(())
 }
+
+/// Labels are names (they go into every manifest and every answer), not documents.
+const MAX_LABEL_CHARS: usize = 200;
 
 fn check_hyperparameters(h: &Hyperparameters) -> Result<(), JobError> {
     if let Some(e) = h.epochs
@@ -483,6 +492,14 @@ impl JobManager {
         limit: usize,
         after: Option<&str>,
     ) -> Result<(Vec<Job>, bool), JobError> {
+        // A cursor that names no job would silently restart the listing from the newest job.
+        if let Some(id) = after
+            && self.inner.store.get(id)?.is_none()
+        {
+            return Err(JobError::Invalid(format!(
+                "after = {id:?} names no job; pass the last id of the previous page"
+            )));
+        }
         Ok(self.inner.store.list(status, limit, after)?)
     }
 

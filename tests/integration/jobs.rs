@@ -685,6 +685,11 @@ async fn each_bad_request_gets_its_4xx_and_creates_no_job() {
             422,
             "examples[1].label is empty",
         ),
+        (
+            json!({"model": "m", "examples": [ex("a", "x"), ex("b", &"y".repeat(201))]}),
+            422,
+            "examples[1].label has 201 characters",
+        ),
         (json!({"model": "m", "examples": many}), 413, "at most 50"),
         (
             json!({"model": "m", "base_model": "nope", "examples": two}),
@@ -790,6 +795,12 @@ async fn each_bad_request_gets_its_4xx_and_creates_no_job() {
     assert_eq!(status, 422);
     let (status, _) = get(&s, "/train-job?limit=0").await;
     assert_eq!(status, 422);
+    let (status, e) = get(&s, "/train-job?after=ftjob-nope").await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (422, Some("validation_error")),
+        "{e}"
+    );
     let (status, e) = post_json(&s, "/models/nope/promote", &json!({"version": 1})).await;
     assert_eq!(
         (status, e["error"]["code"].as_str()),
