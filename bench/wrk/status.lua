@@ -8,29 +8,11 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local requests = {}
-local n = 0
-local i = 0
+-- init() and request(): the same bodies and rotation as the benchmark's script (wrk runs from
+-- the repository root, as scripts/overload.sh does).
+dofile("bench/wrk/classify.lua")
+
 ok, too_many, other4xx, server_err = 0, 0, 0, 0
-
-function init(args)
-  local path = os.getenv("BODIES")
-  assert(path, "set BODIES to a file of JSON bodies, one per line")
-  local headers = { ["content-type"] = "application/json" }
-  for line in io.lines(path) do
-    if #line > 0 then
-      n = n + 1
-      requests[n] = wrk.format("POST", "/classify", headers, line)
-    end
-  end
-  assert(n > 0, "no bodies in " .. path)
-  i = (tonumber(tostring({}):match("0x(%x+)"), 16) or 0) % n
-end
-
-function request()
-  i = i % n + 1
-  return requests[i]
-end
 
 function response(status, headers, body)
   if status >= 200 and status < 300 then
