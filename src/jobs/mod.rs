@@ -13,8 +13,7 @@
 //! - **Restart.** A job found `running` at startup died with the process: it becomes `failed`
 //!   with code `interrupted`. Queued jobs are queued again in their order. A graceful
 //!   shutdown ([`JobManager::begin_shutdown`]) stops running jobs within one batch and ends
-//!   them the same way, `failed`/`interrupted` with no version written: the client resubmits,
-//!   as OpenAI's fine-tuning API asks of a job that failed.
+//!   them the same way, `failed`/`interrupted` with no version written: the client resubmits.
 //! - **Versions.** A succeeded job writes a new immutable version (see [`versions`]); it serves
 //!   only once promoted ([`JobManager::promote`], or `promote: true` in the job). Which version
 //!   serves is persisted and restored at startup.
