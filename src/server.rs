@@ -199,7 +199,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, models = ?names, default = state.registry.default_name(), ms = started.elapsed().as_millis() as u64, "ready");
         let jobs = state.jobs.clone();
         let stop_jobs = jobs.clone();
-        let drain = args.limits().shutdown_timeout;
+        let drain = state.limits.shutdown_timeout;
         // Training stops the moment the signal arrives, in parallel with the HTTP drain, so the
         // whole shutdown stays within the drain bound.
         let signal = async move {

@@ -431,7 +431,7 @@ type ExplainWork = (ClassifyJob, JobReply, Vec<Encoded>);
 
 /// The explanation thread: computes token contributions for jobs whose predictions are known,
 /// on the model version that predicted them, and answers them. A job whose client has gone or
-/// whose deadline has passed is dropped (its handler has already answered 503).
+/// whose deadline has passed is dropped (its handler has stopped waiting and answered 503).
 fn run_explanations(jobs: std::sync::mpsc::Receiver<ExplainWork>, stats: Arc<WorkerStats>) {
     let device = backend::device();
     while let Ok((job, mut reply, encoded)) = jobs.recv() {
